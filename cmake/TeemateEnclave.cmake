@@ -1,0 +1,1 @@
+# enclave build helpers: filled in below

@@ -1,0 +1,134 @@
+// The contract between the host runtime and the trusted runtime: the layout
+// metadata page the packer writes into every image, the register protocol of
+// EENTER/EEXIT, and the call frames that carry ECALL/OCALL arguments in host
+// memory. Plain C-compatible data only; included by both sides. Never put
+// host or enclave behaviour here, and never a pointer the other side would
+// have to dereference blindly: every address in a frame is checked by the
+// enclave before use.
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+namespace teemate::abi {
+
+inline constexpr uint64_t kMetaMagic = 0x31304154454d4d54ull;  // "TMMETA01"
+inline constexpr uint32_t kAbiVersion = 1;
+
+// Written by the packer into the page right after the ELF image (the first
+// page at or after the end of the highest PT_LOAD segment). Measured and
+// read-only: the enclave trusts it because MRENCLAVE covers it.
+//
+// Per-thread block i starts at threads_offset + i * thread_stride and holds,
+// in order: TCS (1 page), SSA (nssa * ssa_frame_pages pages), an unmapped
+// guard page, the stack (stack_size bytes), an unmapped guard page, and the
+// thread-data page (OFSBASE = OGSBASE point at it).
+struct EnclaveMeta {
+  uint64_t magic;
+  uint32_t abi_version;
+  uint32_t tcs_count;
+  uint64_t enclave_size;
+  uint64_t meta_offset;
+  uint64_t threads_offset;
+  uint64_t thread_stride;
+  uint64_t ssa_offset_in_block;
+  uint32_t nssa;
+  uint32_t ssa_frame_pages;
+  uint64_t stack_offset_in_block;  // lowest address of the stack
+  uint64_t stack_size;
+  uint64_t td_offset_in_block;
+  uint64_t heap_offset;
+  uint64_t heap_size;
+  uint64_t max_call_buffer;  // largest single ECALL/OCALL buffer, bytes
+  uint32_t misc_select;
+  uint32_t debug;
+  uint8_t reserved[4096 - 120];
+};
+static_assert(sizeof(EnclaveMeta) == 4096);
+
+// ---- Register protocol -----------------------------------------------------
+// EENTER: RDI = EntryReason, RSI = address of a CallFrame in host memory
+// (ECALL only). EEXIT: RDI = ExitReason, RSI = status (return) or CallFrame
+// address (OCALL).
+enum EntryReason : uint64_t {
+  kEntryEcall = 1,      // RSI: CallFrame*
+  kEntryOcallReturn = 2,
+  kEntryException = 3,  // CSSA > 0: run the enclave's exception handling
+};
+enum ExitReason : uint64_t {
+  kExitReturn = 1,           // ECALL finished; RSI: status
+  kExitOcall = 2,            // RSI: CallFrame* on the host stack
+  kExitExceptionHandled = 3, // host must ERESUME
+  kExitAex = 4,              // synthesised by the host AEP stub, never by enclave code
+};
+
+// ---- Status codes shared by both sides (never negative) ---------------------
+enum CallStatus : int32_t {
+  kOk = 0,
+  kErrInvalid = 1,        // malformed frame or arguments
+  kErrUnknownCall = 2,    // no ECALL/OCALL with that id
+  kErrBufferRange = 3,    // a host buffer overlaps the enclave or wraps
+  kErrTooLarge = 4,       // a buffer exceeds max_call_buffer
+  kErrNoMemory = 5,       // enclave heap exhausted
+  kErrFault = 6,          // the enclave took an unhandled exception
+  kErrOcallFailed = 7,    // the host returned something the enclave refused
+  kErrAbi = 8,            // ABI version mismatch
+  kErrState = 9,          // call not allowed in this state (e.g. ORET without OCALL)
+  kErrApp = 10,           // application-level failure reported by the handler
+};
+
+// ---- Call frames --------------------------------------------------------------
+inline constexpr uint32_t kMaxCallBuffers = 4;
+inline constexpr uint32_t kMaxCallScalars = 4;
+
+enum BufferDirection : uint32_t {
+  kBufIn = 1,     // host -> enclave
+  kBufOut = 2,    // enclave -> host; size is capacity, out_size what was written
+  kBufInOut = 3,
+};
+
+struct CallBuffer {
+  uint64_t ptr;       // host address
+  uint64_t size;      // bytes (capacity for out buffers)
+  uint64_t out_size;  // bytes written back (out buffers)
+  uint32_t direction;
+  uint32_t reserved;
+};
+
+struct ExceptionReport {
+  uint32_t vector;      // SGX exception vector (0 = #DE, 14 = #PF, ...)
+  uint32_t valid;
+  uint64_t rip_offset;  // faulting instruction, offset from the enclave base
+  uint64_t addr;        // faulting address for #PF/#GP when known
+};
+
+// Lives in host memory for the whole call. For an ECALL the host fills the
+// inputs; for an OCALL the enclave builds it on the host stack.
+struct CallFrame {
+  uint32_t abi_version;
+  uint32_t call_id;
+  int32_t status;  // out
+  uint32_t nbufs;
+  uint64_t scalars[kMaxCallScalars];  // in and out
+  CallBuffer bufs[kMaxCallBuffers];
+  ExceptionReport exception;  // out (ECALL), set when status == kErrFault
+  // ECALL only: host memory the enclave may use to build OCALL frames
+  // during this call (one region per nesting level, never shared).
+  uint64_t ocall_scratch;
+  uint64_t ocall_scratch_size;
+};
+inline constexpr uint64_t kOcallScratchSize = 256 * 1024;
+
+// Runtime-reserved call ids; application ids start at kFirstUserCall.
+inline constexpr uint32_t kFirstUserCall = 0x100;
+enum RuntimeEcall : uint32_t {
+  kEcallRunMain = 1,   // bufs[0] in: argv as NUL-separated strings; scalars[0] out: exit code
+  kEcallPing = 2,      // no arguments; proves the runtime is alive
+};
+enum RuntimeOcall : uint32_t {
+  kOcallWrite = 1,       // scalars[0] fd (1 or 2); bufs[0] in; scalars[1] out: bytes written
+  kOcallClockGettime = 2,// scalars[0] clock id; scalars[1] out: ns
+  kOcallDebugLog = 3,    // bufs[0] in: message
+};
+
+}  // namespace teemate::abi

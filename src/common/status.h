@@ -1,0 +1,102 @@
+// Status and Result<T>: errors as values for host-side code (tools, runtime,
+// daemon). A Status names what is at fault (file, field, limit) in its message.
+// Host-only (uses std::string): enclave code returns teemate_status codes
+// from enclave_abi.h instead and must never include this header.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <variant>
+
+namespace teemate {
+
+enum class Code : uint8_t {
+  kOk = 0,
+  kInvalidArgument,  // caller passed something malformed
+  kNotFound,
+  kIo,               // a system call failed; message carries errno text
+  kCorrupt,          // an input file or message is malformed
+  kUnsupported,      // valid but not something we handle
+  kSecurity,         // a check that protects the enclave failed
+  kBusy,             // a resource is in use (TCS busy)
+  kResource,         // a limit was exceeded
+  kEnclaveFault,     // the enclave took an exception it did not handle
+  kInternal,
+};
+
+const char* code_name(Code c);
+
+class [[nodiscard]] Status {
+ public:
+  Status() = default;
+  Status(Code code, std::string message) : code_(code), message_(std::move(message)) {}
+  static Status ok_status() { return {}; }
+
+  bool ok() const { return code_ == Code::kOk; }
+  Code code() const { return code_; }
+  const std::string& message() const { return message_; }
+  std::string to_string() const;
+
+  // Prefixes the message with context: "loading foo.tme: " + message.
+  Status with_context(const std::string& context) const {
+    if (ok()) return *this;
+    return Status(code_, context + ": " + message_);
+  }
+
+ private:
+  Code code_ = Code::kOk;
+  std::string message_;
+};
+
+inline Status invalid_argument(std::string m) { return {Code::kInvalidArgument, std::move(m)}; }
+inline Status corrupt(std::string m) { return {Code::kCorrupt, std::move(m)}; }
+inline Status unsupported(std::string m) { return {Code::kUnsupported, std::move(m)}; }
+inline Status security_error(std::string m) { return {Code::kSecurity, std::move(m)}; }
+inline Status internal_error(std::string m) { return {Code::kInternal, std::move(m)}; }
+inline Status resource_error(std::string m) { return {Code::kResource, std::move(m)}; }
+// Builds a kIo status from errno: "what: strerror(errno)".
+Status io_error(const std::string& what, int err);
+
+// Result<T>: a value or a non-ok Status (C++20 stand-in for std::expected).
+template <typename T>
+class [[nodiscard]] Result {
+ public:
+  Result(T value) : v_(std::move(value)) {}                 // NOLINT implicit
+  Result(Status status) : v_(std::move(status)) {}          // NOLINT implicit
+
+  bool ok() const { return std::holds_alternative<T>(v_); }
+  const Status& status() const {
+    static const Status kOk;
+    return ok() ? kOk : std::get<Status>(v_);
+  }
+  T& value() & { return std::get<T>(v_); }
+  const T& value() const& { return std::get<T>(v_); }
+  T&& value() && { return std::get<T>(std::move(v_)); }
+  T* operator->() { return &value(); }
+  const T* operator->() const { return &value(); }
+  T& operator*() & { return value(); }
+  const T& operator*() const& { return value(); }
+
+ private:
+  std::variant<T, Status> v_;
+};
+
+}  // namespace teemate
+
+#define TM_CONCAT_INNER(a, b) a##b
+#define TM_CONCAT(a, b) TM_CONCAT_INNER(a, b)
+
+// Returns the Status from the enclosing function if expr is not ok.
+#define TM_RETURN_IF_ERROR(expr)                 \
+  do {                                           \
+    ::teemate::Status tm_status_ = (expr);       \
+    if (!tm_status_.ok()) return tm_status_;     \
+  } while (0)
+
+// Assigns the value of a Result expression to lhs, or returns its Status.
+#define TM_ASSIGN_OR_RETURN(lhs, expr) TM_ASSIGN_OR_RETURN_IMPL(TM_CONCAT(tm_result_, __LINE__), lhs, expr)
+#define TM_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
+  auto tmp = (expr);                             \
+  if (!tmp.ok()) return tmp.status();            \
+  lhs = std::move(tmp).value()
