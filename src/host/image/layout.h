@@ -37,11 +37,15 @@ struct PageRange {
 
 class Layout {
  public:
+  // Largest enclave compute() accepts.
+  static constexpr uint64_t kMaxSize = 64ull << 30;
+
   static Result<Layout> compute(const ElfImage& elf, const EnclaveConfig& config);
 
   uint64_t size() const { return size_; }                // power of two
   uint32_t ssa_frame_pages() const { return config_.ssa_frame_pages; }
   const EnclaveConfig& config() const { return config_; }
+  const ElfImage& elf() const { return elf_; }
   const abi::EnclaveMeta& meta() const { return meta_; }
   const std::vector<PageRange>& ranges() const { return ranges_; }  // EADD order
   uint64_t total_pages() const;                          // pages added
