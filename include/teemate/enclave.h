@@ -1,0 +1,86 @@
+// TeeMate's public host API: load a signed enclave image on a backend and
+// call into it. ECALLs are typed by id with up to four in/out buffers and
+// four scalars; the runtime copies and checks buffers on both sides.
+// Thread-safe: any number of host threads may call() at once; each call
+// takes a free TCS (or waits for one). An OCALL handler may call() back into
+// the same enclave (nested ECALL on the same TCS).
+#pragma once
+
+#include <stdint.h>
+
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace teemate {
+
+// Arguments of one ECALL or OCALL. Buffers are borrowed, not owned.
+class CallArgs {
+ public:
+  enum class Dir : uint32_t { kIn = 1, kOut = 2, kInOut = 3 };
+  struct Buffer {
+    void* data = nullptr;
+    size_t size = 0;      // capacity for out buffers
+    size_t out_size = 0;  // bytes written back (out buffers)
+    Dir dir = Dir::kIn;
+  };
+
+  CallArgs& in(std::span<const uint8_t> b);
+  CallArgs& in(const std::string& s) { return in({reinterpret_cast<const uint8_t*>(s.data()), s.size()}); }
+  CallArgs& out(std::span<uint8_t> b);
+  CallArgs& inout(std::span<uint8_t> b);
+  CallArgs& scalar(size_t index, uint64_t value);
+
+  size_t buffer_count() const { return nbufs_; }
+  Buffer& buffer(size_t i) { return bufs_[i]; }
+  const Buffer& buffer(size_t i) const { return bufs_[i]; }
+  uint64_t& scalar_ref(size_t i) { return scalars_[i]; }
+  uint64_t scalar_value(size_t i) const { return scalars_[i]; }
+  bool overflowed() const { return overflow_; }
+
+ private:
+  Buffer bufs_[4];
+  size_t nbufs_ = 0;
+  uint64_t scalars_[4] = {};
+  bool overflow_ = false;
+};
+
+// An OCALL handler: reads/writes `args` (buffers live in host memory the
+// runtime owns) and returns a status (0 = ok, positive = error).
+using OcallHandler = std::function<int32_t(CallArgs& args)>;
+
+struct LoadOptions {
+  std::string backend = "sim";
+  // Where the enclave's stdout/stderr go (default: this process's fds 1/2).
+  std::function<void(int fd, std::string_view text)> output;
+};
+
+struct EnclaveInfo {
+  std::string mrenclave_hex;
+  std::string mrsigner_hex;
+  uint64_t base = 0;
+  uint64_t size = 0;
+  uint32_t tcs_count = 0;
+};
+
+class Enclave {
+ public:
+  // Loads, measures, EINITs and returns a ready enclave. Errors name the
+  // image file and what is wrong with it.
+  static Result<std::unique_ptr<Enclave>> load(const std::string& image_path, const LoadOptions& options = {});
+  virtual ~Enclave() = default;
+
+  // ECALL `id` (application ids start at 0x100).
+  virtual Status call(uint32_t id, CallArgs& args) = 0;
+  // Runs the program's main(argc, argv); argv[0] is the image name.
+  virtual Result<int> run_main(const std::vector<std::string>& argv) = 0;
+  // Registers an OCALL handler for `id` (>= 0x100).
+  virtual Status set_ocall(uint32_t id, OcallHandler handler) = 0;
+  virtual const EnclaveInfo& info() const = 0;
+};
+
+}  // namespace teemate

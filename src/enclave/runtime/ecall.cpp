@@ -1,0 +1,137 @@
+/* ECALL dispatch: validates the host's CallFrame (copied in once), copies
+ * every input buffer into the enclave, runs the handler, copies outputs back
+ * after checking their lengths, and turns an aborted call (unhandled
+ * exception, tm_abort) into an error status. Never dereferences a host
+ * pointer it has not range-checked, and never reads a host value twice. */
+#include <string.h>
+
+#include "runtime.h"
+#include "sgx/arch.h"
+
+extern "C" {
+extern const tm_ecall_entry __start_teemate_ecalls[] __attribute__((weak));
+extern const tm_ecall_entry __stop_teemate_ecalls[] __attribute__((weak));
+}
+
+namespace teemate::trts {
+namespace {
+
+int ping_ecall(tm_call*) { return TM_OK; }
+
+int run_main_ecall(tm_call* call) {
+  if (call->nbufs < 1 || call->bufs[0].direction != TM_BUF_IN) return TM_ERR_INVALID;
+  int code = 0;
+  int rc = run_main(static_cast<const char*>(call->bufs[0].data), call->bufs[0].size, &code);
+  call->scalars[0] = static_cast<uint64_t>(static_cast<int64_t>(code));
+  return rc;
+}
+
+tm_ecall_fn find_ecall(uint32_t id) {
+  if (id == abi::kEcallPing) return ping_ecall;
+  if (id == abi::kEcallRunMain) return run_main_ecall;
+  if (id < abi::kFirstUserCall) return nullptr;
+  for (const tm_ecall_entry* e = __start_teemate_ecalls; e && e < __stop_teemate_ecalls; ++e) {
+    if (e->id == id) return e->fn;
+  }
+  return nullptr;
+}
+
+void free_copies(EcallState* st) {
+  for (void*& p : st->copies) {
+    heap_free(p);
+    p = nullptr;
+  }
+}
+
+int32_t dispatch(EcallState* st, const abi::CallFrame& in, tm_call* call) {
+  tm_ecall_fn fn = find_ecall(in.call_id);
+  if (!fn) return abi::kErrUnknownCall;
+  if (in.nbufs > abi::kMaxCallBuffers) return abi::kErrInvalid;
+  const uint64_t limit = globals().meta->max_call_buffer;
+  call->id = in.call_id;
+  call->nbufs = in.nbufs;
+  memcpy(call->scalars, in.scalars, sizeof(call->scalars));
+  for (uint32_t i = 0; i < in.nbufs; ++i) {
+    const abi::CallBuffer& b = in.bufs[i];
+    if (b.direction < abi::kBufIn || b.direction > abi::kBufInOut) return abi::kErrInvalid;
+    if (b.size > limit) return abi::kErrTooLarge;
+    if (b.size && !outside_enclave(b.ptr, b.size)) return abi::kErrBufferRange;
+    if (!b.size && b.ptr && !outside_enclave(b.ptr, 1)) return abi::kErrBufferRange;
+    void* copy = heap_alloc(b.size ? b.size : 1, 16);
+    if (!copy) return abi::kErrNoMemory;
+    st->copies[i] = copy;
+    if (b.direction & abi::kBufIn) {
+      memcpy(copy, reinterpret_cast<const void*>(b.ptr), b.size);
+    } else {
+      memset(copy, 0, b.size);
+    }
+    call->bufs[i] = tm_buffer{copy, b.size, 0, b.direction};
+  }
+  int rc = fn(call);
+  if (rc != TM_OK) return rc;
+  for (uint32_t i = 0; i < in.nbufs; ++i) {
+    const abi::CallBuffer& b = in.bufs[i];
+    if (!(b.direction & abi::kBufOut)) continue;
+    size_t n = call->bufs[i].out_size;
+    if (n > b.size) return abi::kErrInvalid;
+    memcpy(reinterpret_cast<void*>(b.ptr), call->bufs[i].data, n);
+    st->host_frame->bufs[i].out_size = n;
+  }
+  memcpy(st->host_frame->scalars, call->scalars, sizeof(call->scalars));
+  return TM_OK;
+}
+
+}  // namespace
+}  // namespace teemate::trts
+
+using namespace teemate;
+using namespace teemate::trts;
+
+extern "C" void teemate_flush_stdio(void);
+
+extern "C" int64_t teemate_ecall_entry(uint64_t reason, uint64_t frame_addr, uint64_t tcs) {
+  ThreadData* td;
+  __asm__ volatile("rdgsbase %0" : "=r"(td));
+  if (!td->initialized) {
+    if (!global_init()) return abi::kErrState;
+    thread_init(td, tcs);
+  }
+  if (reason != abi::kEntryEcall) return abi::kErrInvalid;
+  if (frame_addr == 0 || (frame_addr & 7) || !outside_enclave(frame_addr, sizeof(abi::CallFrame))) {
+    return abi::kErrBufferRange;
+  }
+  abi::CallFrame* host_frame = reinterpret_cast<abi::CallFrame*>(frame_addr);
+  abi::CallFrame in;
+  memcpy(&in, host_frame, sizeof(in));  // one read of host memory
+  if (in.abi_version != abi::kAbiVersion) return abi::kErrAbi;
+
+  EcallState st{};
+  st.outer = td->current_ecall;
+  st.host_frame = host_frame;
+  st.scratch = in.ocall_scratch;
+  st.scratch_size = in.ocall_scratch_size;
+  if (st.scratch_size && !outside_enclave(st.scratch, st.scratch_size)) return abi::kErrBufferRange;
+  td->current_ecall = &st;
+  ++td->ecall_depth;
+
+  tm_call call{};
+  int32_t status;
+  if (setjmp(st.abort_jmp) == 0) {
+    status = dispatch(&st, in, &call);
+  } else {
+    // Abandoned by teemate_abort_current_ecall: report the fault.
+    status = abi::kErrFault;
+    abi::ExceptionReport rep{};
+    rep.vector = static_cast<uint32_t>(td->pending_fault_vector);
+    rep.valid = static_cast<uint32_t>(td->pending_fault_valid);
+    rep.rip_offset = td->pending_fault_rip;
+    rep.addr = td->pending_fault_addr;
+    host_frame->exception = rep;
+  }
+  teemate_flush_stdio();
+  free_copies(&st);
+  td->current_ecall = st.outer;
+  --td->ecall_depth;
+  host_frame->status = status;
+  return status;
+}

@@ -1,0 +1,134 @@
+/* Exception handling inside the enclave (entered at CSSA > 0 after an
+ * asynchronous exit): reads the SSA frame the hardware wrote, offers the
+ * exception to registered handlers, and either resumes with their changes
+ * or redirects the interrupted thread to the abort stub, which fails the
+ * current ECALL. Never trusts anything but the SSA frame and its own state. */
+#include <string.h>
+
+#include "runtime.h"
+#include "sgx/arch.h"
+
+namespace teemate::trts {
+namespace {
+
+constexpr int kMaxHandlers = 8;
+tm_spinlock g_handlers_lock = TM_SPINLOCK_INIT;
+tm_exception_handler g_handlers[kMaxHandlers];
+
+sgx::GprSgx* ssa_gpr(ThreadData* td, uint64_t frame) {
+  return reinterpret_cast<sgx::GprSgx*>(td->ssa_gpr0 + frame * td->ssa_frame_bytes);
+}
+
+void to_context(const sgx::GprSgx& g, tm_cpu_context* c) {
+  *c = tm_cpu_context{g.rax, g.rcx, g.rdx, g.rbx, g.rsp, g.rbp, g.rsi, g.rdi, g.r8, g.r9, g.r10,
+                      g.r11, g.r12, g.r13, g.r14, g.r15, g.rflags, g.rip};
+}
+
+void from_context(const tm_cpu_context& c, sgx::GprSgx* g) {
+  g->rax = c.rax; g->rcx = c.rcx; g->rdx = c.rdx; g->rbx = c.rbx;
+  g->rsp = c.rsp; g->rbp = c.rbp; g->rsi = c.rsi; g->rdi = c.rdi;
+  g->r8 = c.r8; g->r9 = c.r9; g->r10 = c.r10; g->r11 = c.r11;
+  g->r12 = c.r12; g->r13 = c.r13; g->r14 = c.r14; g->r15 = c.r15;
+  g->rflags = c.rflags; g->rip = c.rip;
+}
+
+// Points the interrupted thread at the abort stub on a stack that is safe
+// to use: the base of the current ECALL's stack is never below this.
+void redirect_to_abort(ThreadData* td, sgx::GprSgx* g) {
+  g->rip = reinterpret_cast<uint64_t>(&teemate_abort_stub);
+  uint64_t sp = g->rsp;
+  if (sp < td->stack_limit + 8192 || sp > td->stack_top) sp = td->exc_stack;
+  g->rsp = (sp - 256) & ~uint64_t{15};
+}
+
+}  // namespace
+}  // namespace teemate::trts
+
+using namespace teemate;
+using namespace teemate::trts;
+
+extern "C" {
+
+int tm_register_exception_handler(tm_exception_handler handler) {
+  if (!handler) return TM_ERR_INVALID;
+  tm_spin_lock(&g_handlers_lock);
+  for (auto& h : g_handlers) {
+    if (!h) {
+      h = handler;
+      tm_spin_unlock(&g_handlers_lock);
+      return TM_OK;
+    }
+  }
+  tm_spin_unlock(&g_handlers_lock);
+  return TM_ERR_NO_MEMORY;
+}
+
+int tm_unregister_exception_handler(tm_exception_handler handler) {
+  tm_spin_lock(&g_handlers_lock);
+  for (auto& h : g_handlers) {
+    if (h == handler) {
+      h = nullptr;
+      tm_spin_unlock(&g_handlers_lock);
+      return TM_OK;
+    }
+  }
+  tm_spin_unlock(&g_handlers_lock);
+  return TM_ERR_INVALID;
+}
+
+void teemate_exception_entry(uint64_t cssa) {
+  ThreadData* td = current_td();
+  sgx::GprSgx* g = ssa_gpr(td, cssa - 1);
+  tm_exception_info info{};
+  info.valid = sgx::exit_info_valid(g->exit_info) ? 1 : 0;
+  info.vector = info.valid ? sgx::exit_info_vector(g->exit_info) : 0xffffffffu;
+  const abi::EnclaveMeta* meta = globals().meta;
+  if (meta->misc_select & sgx::kMiscExinfo) {
+    const auto* ex = reinterpret_cast<const sgx::MiscExinfo*>(
+        td->ssa_gpr0 + (cssa - 1) * td->ssa_frame_bytes - sizeof(sgx::MiscExinfo));
+    info.fault_addr = ex->maddr;
+  }
+  to_context(*g, &info.cpu);
+
+  // Handlers run only for an exception inside an ECALL (not the runtime's
+  // own entry code) and never for a second fault while handling one.
+  if (info.valid && td->current_ecall && cssa == 1) {
+    tm_exception_handler snapshot[kMaxHandlers];
+    tm_spin_lock(&g_handlers_lock);
+    memcpy(snapshot, g_handlers, sizeof(snapshot));
+    tm_spin_unlock(&g_handlers_lock);
+    for (tm_exception_handler h : snapshot) {
+      if (h && h(&info) == TM_EXCEPTION_CONTINUE_EXECUTION) {
+        from_context(info.cpu, g);
+        return;  // entry.S EEXITs; the host ERESUMEs
+      }
+    }
+  }
+  td->pending_fault_vector = info.vector;
+  td->pending_fault_valid = info.valid;
+  td->pending_fault_rip = g->rip - globals().base;
+  td->pending_fault_addr = info.fault_addr;
+  redirect_to_abort(td, g);
+}
+
+__attribute__((noreturn)) void teemate_abort_current_ecall(void) {
+  ThreadData* td = current_td();
+  if (!td->current_ecall) teemate_eexit(abi::kExitReturn, abi::kErrFault);
+  longjmp(td->current_ecall->abort_jmp, 1);
+}
+
+__attribute__((noreturn)) void tm_abort(const char* why) {
+  ThreadData* td = current_td();
+  if (why) {
+    host_write(2, "enclave abort: ", 15);
+    host_write(2, why, strlen(why));
+    host_write(2, "\n", 1);
+  }
+  td->pending_fault_vector = 0xffffffffu;
+  td->pending_fault_valid = 0;
+  td->pending_fault_rip = 0;
+  td->pending_fault_addr = 0;
+  teemate_abort_current_ecall();
+}
+
+}  // extern "C"

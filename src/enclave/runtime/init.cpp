@@ -1,0 +1,106 @@
+/* First-entry work: self-relocation (R_X86_64_RELATIVE only; the packer
+ * refused anything else), heap set-up and per-TCS thread data. Runs before
+ * any relocated pointer may be used, so relocate() must touch only
+ * RIP-relative data. Never calls the host. */
+#include <elf.h>
+
+#include "runtime.h"
+#include "sgx/arch.h"
+
+extern "C" {
+extern const char __ehdr_start[];
+extern Elf64_Dyn _DYNAMIC[];
+extern const char _end[];
+}
+
+namespace teemate::trts {
+namespace {
+
+EnclaveGlobals g_globals;         /* written once under g_init_state */
+uint32_t g_init_state = 0;        /* 0 none, 1 running, 2 done, 3 failed */
+
+void relocate(uint64_t base) {
+  uint64_t rela = 0, relasz = 0, relaent = sizeof(Elf64_Rela);
+  for (Elf64_Dyn* d = _DYNAMIC; d->d_tag != DT_NULL; ++d) {
+    if (d->d_tag == DT_RELA) rela = d->d_un.d_ptr;
+    else if (d->d_tag == DT_RELASZ) relasz = d->d_un.d_val;
+    else if (d->d_tag == DT_RELAENT) relaent = d->d_un.d_val;
+  }
+  if (rela == 0 || relaent != sizeof(Elf64_Rela)) return;
+  for (uint64_t off = 0; off + sizeof(Elf64_Rela) <= relasz; off += relaent) {
+    const Elf64_Rela* r = reinterpret_cast<const Elf64_Rela*>(base + rela + off);
+    if (ELF64_R_TYPE(r->r_info) == R_X86_64_RELATIVE) {
+      *reinterpret_cast<uint64_t*>(base + r->r_offset) = base + r->r_addend;
+    }
+  }
+}
+
+uint64_t page_up(uint64_t v) { return (v + 4095) & ~uint64_t{4095}; }
+
+}  // namespace
+
+const EnclaveGlobals& globals() { return g_globals; }
+
+uint64_t rdrand64_or_zero() {
+  for (int i = 0; i < 32; ++i) {
+    unsigned long long v;
+    unsigned char ok;
+    __asm__ volatile("rdrand %0; setc %1" : "=r"(v), "=qm"(ok));
+    if (ok) return v;
+  }
+  return 0;
+}
+
+bool global_init() {
+  uint32_t expected = 0;
+  if (__atomic_compare_exchange_n(&g_init_state, &expected, 1, false, __ATOMIC_ACQUIRE,
+                                  __ATOMIC_ACQUIRE)) {
+    const uint64_t base = reinterpret_cast<uint64_t>(__ehdr_start);
+    relocate(base);
+    const auto* meta = reinterpret_cast<const abi::EnclaveMeta*>(base + page_up(
+        reinterpret_cast<uint64_t>(_end) - base));
+    if (meta->magic != abi::kMetaMagic || meta->abi_version != abi::kAbiVersion) {
+      __atomic_store_n(&g_init_state, 3, __ATOMIC_RELEASE);
+      return false;
+    }
+    g_globals.base = base;
+    g_globals.size = meta->enclave_size;
+    g_globals.meta = meta;
+    heap_init(reinterpret_cast<void*>(base + meta->heap_offset), meta->heap_size);
+    __atomic_store_n(&g_init_state, 2, __ATOMIC_RELEASE);
+    return true;
+  }
+  uint32_t s;
+  while ((s = __atomic_load_n(&g_init_state, __ATOMIC_ACQUIRE)) == 1) __builtin_ia32_pause();
+  return s == 2;
+}
+
+extern "C" const char __c_locale[];
+
+void thread_init(ThreadData* td, uint64_t tcs) {
+  const abi::EnclaveMeta* m = g_globals.meta;
+  const uint64_t block = tcs - g_globals.base - m->threads_offset;
+  td->self = td;
+  td->canary = rdrand64_or_zero() & ~uint64_t{0xff};
+  td->locale = __c_locale;
+  td->tcs_index = static_cast<uint32_t>(block / m->thread_stride);
+  td->stack_top = tcs + (m->td_offset_in_block - 4096);
+  td->stack_limit = tcs + m->stack_offset_in_block;
+  td->ssa_frame_bytes = uint64_t{m->ssa_frame_pages} * 4096;
+  td->ssa_gpr0 = tcs + m->ssa_offset_in_block + td->ssa_frame_bytes - sizeof(sgx::GprSgx);
+  td->exc_stack = reinterpret_cast<uint64_t>(td) + 4096;
+  td->initialized = 1;
+}
+
+bool within_enclave(uint64_t p, uint64_t n) {
+  const uint64_t b = g_globals.base, s = g_globals.size;
+  return p >= b && n <= s && p - b <= s - n;
+}
+
+bool outside_enclave(uint64_t p, uint64_t n) {
+  if (p + n < p) return false;  // wraps
+  const uint64_t b = g_globals.base, e = g_globals.base + g_globals.size;
+  return p + n <= b || p >= e;
+}
+
+}  // namespace teemate::trts

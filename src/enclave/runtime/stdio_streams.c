@@ -1,0 +1,127 @@
+/* stdout and stderr for enclave programs: musl FILE objects (musl 1.2.3's
+ * struct layout, an ABI fact of Debian bookworm's musl-dev) whose write hook
+ * sends bytes to the host through the write OCALL, so every musl stdio
+ * function (printf, puts, fwrite, vfprintf, fflush) works unchanged. stdout
+ * is line-buffered, stderr unbuffered; one recursive lock guards them
+ * because the enclave's threads share them. Never makes a system call. */
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "teemate/trusted.h"
+
+struct musl_file {
+  unsigned flags;
+  unsigned char *rpos, *rend;
+  int (*close)(struct musl_file*);
+  unsigned char *wend, *wpos;
+  unsigned char* mustbezero_1;
+  unsigned char* wbase;
+  size_t (*read)(struct musl_file*, unsigned char*, size_t);
+  size_t (*write)(struct musl_file*, const unsigned char*, size_t);
+  off_t (*seek)(struct musl_file*, off_t, int);
+  unsigned char* buf;
+  size_t buf_size;
+  struct musl_file *prev, *next;
+  int fd;
+  int pipe_pid;
+  long lockcount;
+  int mode;
+  volatile int lock;
+  int lbf;
+  void* cookie;
+  off_t off;
+  char* getln_buf;
+  void* mustbezero_2;
+  unsigned char* shend;
+  off_t shlim, shcnt;
+  struct musl_file *prev_locked, *next_locked;
+  void* locale;
+};
+_Static_assert(offsetof(struct musl_file, fd) == 120, "musl FILE layout changed");
+_Static_assert(offsetof(struct musl_file, lock) == 140, "musl FILE layout changed");
+
+#define F_PERM 1
+#define F_NORD 4
+#define F_ERR 32
+#define UNGET 8
+
+int teemate_host_write_c(int fd, const void* data, size_t size);
+
+static size_t stream_write(struct musl_file* f, const unsigned char* buf, size_t len) {
+  size_t pending = (size_t)(f->wpos - f->wbase);
+  int ok = 1;
+  if (pending && teemate_host_write_c(f->fd, f->wbase, pending) != TM_OK) ok = 0;
+  if (ok && len && teemate_host_write_c(f->fd, buf, len) != TM_OK) ok = 0;
+  if (!ok) {
+    f->wpos = f->wbase = f->wend = 0;
+    f->flags |= F_ERR;
+    return 0;
+  }
+  f->wend = f->buf + f->buf_size;
+  f->wpos = f->wbase = f->buf;
+  return len;
+}
+
+static off_t stream_seek(struct musl_file* f, off_t off, int whence) {
+  (void)f; (void)off; (void)whence;
+  return -1;
+}
+
+static int stream_close(struct musl_file* f) {
+  (void)f;
+  return 0;
+}
+
+static unsigned char stdout_buf[1024 + UNGET];
+static unsigned char stderr_buf[UNGET];
+
+struct musl_file __stdout_FILE = {
+    .flags = F_PERM | F_NORD, .buf = stdout_buf + UNGET, .buf_size = sizeof stdout_buf - UNGET,
+    .fd = 1, .lbf = '\n', .write = stream_write, .seek = stream_seek, .close = stream_close, .lock = 0};
+struct musl_file __stderr_FILE = {
+    .flags = F_PERM | F_NORD, .buf = stderr_buf + UNGET, .buf_size = 0,
+    .fd = 2, .lbf = -1, .write = stream_write, .seek = stream_seek, .close = stream_close, .lock = 0};
+
+struct musl_file* const stdout = &__stdout_FILE;
+struct musl_file* const stderr = &__stderr_FILE;
+struct musl_file* volatile __stdout_used = &__stdout_FILE;
+struct musl_file* volatile __stderr_used = &__stderr_FILE;
+
+/* One recursive lock for both streams (owner = thread-data address). */
+static volatile uint64_t g_owner;
+static uint32_t g_depth;
+static tm_spinlock g_lock = TM_SPINLOCK_INIT;
+
+static uint64_t self_id(void) {
+  uint64_t td;
+  __asm__ volatile("mov %%gs:0, %0" : "=r"(td));
+  return td;
+}
+
+int __lockfile(struct musl_file* f) {
+  (void)f;
+  uint64_t me = self_id();
+  if (__atomic_load_n(&g_owner, __ATOMIC_ACQUIRE) == me) {
+    ++g_depth;
+    return 1;
+  }
+  tm_spin_lock(&g_lock);
+  __atomic_store_n(&g_owner, me, __ATOMIC_RELEASE);
+  g_depth = 1;
+  return 1;
+}
+
+void __unlockfile(struct musl_file* f) {
+  (void)f;
+  if (--g_depth == 0) {
+    __atomic_store_n(&g_owner, 0, __ATOMIC_RELEASE);
+    tm_spin_unlock(&g_lock);
+  }
+}
+
+/* Flushes buffered stdout (end of main, exit(), end of each ECALL). */
+int fflush(void*);
+void teemate_flush_stdio(void) {
+  if (__stdout_FILE.wpos != __stdout_FILE.wbase) fflush(&__stdout_FILE);
+}

@@ -1,0 +1,141 @@
+/* Host-side ENCLU sequences used with the sim backend, identical to what
+ * runs on hardware: EENTER with an AEP that calls back into the runtime and
+ * ERESUMEs at the same stack depth, and the signal entry stub that puts the
+ * host's FS/GS bases back before any C code runs. Never touches TLS before
+ * the bases are restored. */
+
+/* EnterContext offsets (backend.h) */
+#define CTX_TCS 0
+#define CTX_RDI 8
+#define CTX_RSI 16
+#define CTX_OUT_RDI 24
+#define CTX_OUT_RSI 32
+#define CTX_FAULT 40
+#define CTX_ON_AEX 48
+#define EXIT_AEX 4
+#define EXIT_ENCLU_FAULT 0x100
+
+    .text
+/* void teemate_enclu_enter(EnterContext* ctx) */
+    .globl teemate_enclu_enter
+    .type teemate_enclu_enter, @function
+teemate_enclu_enter:
+    push %rbp
+    push %rbx
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    push %rdi                       /* (%rsp) = ctx at every ENCLU below */
+    mov CTX_TCS(%rdi), %rbx
+    mov CTX_RSI(%rdi), %rsi
+    mov CTX_RDI(%rdi), %rdi
+    lea teemate_aep(%rip), %rcx
+    mov $2, %eax                    /* EENTER */
+    .globl teemate_enclu_eenter_insn
+teemate_enclu_eenter_insn:
+    enclu
+    /* EEXIT lands here with RSP/RBP as they were at EENTER. */
+    mov (%rsp), %r8
+    mov %rdi, CTX_OUT_RDI(%r8)
+    mov %rsi, CTX_OUT_RSI(%r8)
+.Lrestore:
+    pop %rdi
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %rbx
+    pop %rbp
+    ret
+
+/* Asynchronous exit: RSP = URSP, RBP = URBP, RBX = TCS, RAX = 3. */
+    .globl teemate_aep
+teemate_aep:
+    mov (%rsp), %rdi
+    call *CTX_ON_AEX(%rdi)
+    test %eax, %eax
+    jnz .Labandon
+    mov (%rsp), %r8
+    mov CTX_TCS(%r8), %rbx
+    lea teemate_aep(%rip), %rcx
+    mov $3, %eax                    /* ERESUME */
+    .globl teemate_enclu_eresume_insn
+teemate_enclu_eresume_insn:
+    enclu
+    ud2
+.Labandon:
+    mov (%rsp), %r8
+    movq $EXIT_AEX, CTX_OUT_RDI(%r8)
+    movq $0, CTX_OUT_RSI(%r8)
+    jmp .Lrestore
+
+/* The emulated ENCLU faulted (#GP and friends): EAX = vector. */
+    .globl teemate_enclu_fault
+teemate_enclu_fault:
+    mov (%rsp), %r8
+    mov %rax, CTX_FAULT(%r8)
+    movq $EXIT_ENCLU_FAULT, CTX_OUT_RDI(%r8)
+    movq $0, CTX_OUT_RSI(%r8)
+    jmp .Lrestore
+    .size teemate_enclu_enter, .-teemate_enclu_enter
+
+/* Signal entry for SIGILL/SIGSEGV/SIGBUS/SIGFPE/SIGTRAP:
+ * (sig, info, uc). If the interrupted RIP lies in an enclave and GS holds
+ * the thread-data address of one of its TCS, the thread was inside that
+ * enclave: restore the host FS/GS first. The C handler returns
+ * null or a {fs, gs} pair to load just before returning to the kernel. */
+    .globl teemate_sim_signal_entry
+    .type teemate_sim_signal_entry, @function
+teemate_sim_signal_entry:
+    push %rbp
+    mov %rsp, %rbp
+    push %rdi
+    push %rsi
+    push %rdx
+    push %rcx                       /* slot for the TCS record */
+    mov 168(%rdx), %rdi             /* uc->uc_mcontext.gregs[REG_RIP] */
+    rdgsbase %rsi
+    call teemate_sim_tcs_for_context /* no TLS, no stack protector */
+    test %rax, %rax
+    jz 1f
+    mov %rax, -32(%rbp)             /* keep the record across the call */
+    mov 0(%rax), %rdi               /* SimTcs.host_fs */
+    mov 8(%rax), %rsi               /* SimTcs.host_gs */
+    call teemate_sim_set_fsgs
+    mov -32(%rbp), %rax
+1:  mov %rax, %rcx
+    mov -24(%rbp), %rdx
+    mov -16(%rbp), %rsi
+    mov -8(%rbp), %rdi
+    call teemate_sim_signal_handler
+    test %rax, %rax
+    jz 2f
+    mov 8(%rax), %rsi
+    mov 0(%rax), %rdi
+    call teemate_sim_set_fsgs
+2:  mov %rbp, %rsp
+    pop %rbp
+    ret
+    .size teemate_sim_signal_entry, .-teemate_sim_signal_entry
+
+/* void teemate_sim_set_fsgs(uint64_t fs, uint64_t gs): loads both bases
+ * with arch_prctl. WRFSBASE/WRGSBASE would be faster, but a kernel that has
+ * not enabled FSGSBASE for itself does not preserve values written that way
+ * across context switches (seen on our VMs); arch_prctl is always kept. */
+    .globl teemate_sim_set_fsgs
+    .type teemate_sim_set_fsgs, @function
+teemate_sim_set_fsgs:
+    push %rsi
+    mov %rdi, %rsi
+    mov $0x1002, %edi               /* ARCH_SET_FS */
+    mov $158, %eax                  /* SYS_arch_prctl */
+    syscall
+    pop %rsi
+    mov $0x1001, %edi               /* ARCH_SET_GS */
+    mov $158, %eax
+    syscall
+    ret
+    .size teemate_sim_set_fsgs, .-teemate_sim_set_fsgs
+
+    .section .note.GNU-stack, "", @progbits

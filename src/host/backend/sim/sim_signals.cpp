@@ -1,0 +1,420 @@
+// The sim backend's CPU model: the signal handler that emulates ENCLU
+// (EENTER/ERESUME from the host, EEXIT/EREPORT/EGETKEY from the enclave) and
+// asynchronous exits (a fault inside the enclave is written to the SSA frame
+// and the thread lands on the AEP with the synthetic state SGX defines).
+// Runs in signal context: no locks, no allocation on the EEXIT/EENTER path.
+// EREPORT/EGETKEY use OpenSSL, which is safe here because the thread that
+// trapped was executing enclave code, never inside the host's libc.
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+
+#include "common/enclave_abi.h"
+#include "host/backend/backend.h"
+#include "host/backend/sim/sim_keys.h"
+#include "host/backend/sim/sim_state.h"
+
+extern "C" {
+void teemate_sim_signal_entry(int, siginfo_t*, void*);
+void teemate_enclu_fault(void);
+}
+
+// The entry stub reads the interrupted RIP at this offset.
+static_assert(offsetof(ucontext_t, uc_mcontext) + REG_RIP * sizeof(greg_t) == 168);
+
+namespace teemate::host::sim {
+namespace {
+
+std::atomic<SimEnclaveState*> g_registry[kMaxEnclaves];
+struct sigaction g_previous[32];
+
+constexpr int kSignals[] = {SIGILL, SIGSEGV, SIGBUS, SIGFPE, SIGTRAP};
+
+// Signals that stay deliverable while a thread is inside an enclave: the
+// synchronous ones become asynchronous exits.
+uint64_t async_block_mask() {
+  uint64_t m = ~uint64_t{0};
+  for (int s : {SIGILL, SIGSEGV, SIGBUS, SIGFPE, SIGTRAP, SIGSYS, SIGKILL, SIGSTOP}) {
+    m &= ~(uint64_t{1} << (s - 1));
+  }
+  return m;
+}
+
+uint64_t& sigmask_word(ucontext_t* uc) { return *reinterpret_cast<uint64_t*>(&uc->uc_sigmask); }
+
+uint32_t current_tid() { return static_cast<uint32_t>(syscall(SYS_gettid)); }
+
+// The current bases as the kernel keeps them (see teemate_sim_set_fsgs).
+uint64_t rdfsbase() {
+  unsigned long v = 0;
+  syscall(SYS_arch_prctl, 0x1003 /* ARCH_GET_FS */, &v);
+  return v;
+}
+uint64_t rdgsbase() {
+  unsigned long v = 0;
+  syscall(SYS_arch_prctl, 0x1004 /* ARCH_GET_GS */, &v);
+  return v;
+}
+
+greg_t& R(ucontext_t* uc, int r) { return uc->uc_mcontext.gregs[r]; }
+
+sgx::GprSgx* gpr_of(const SimEnclaveState* st, const SimTcs* t, uint32_t frame) {
+  uint64_t frame_bytes = uint64_t{st->ssa_frame_pages} * sgx::kPageSize;
+  return reinterpret_cast<sgx::GprSgx*>(t->ossa_addr + frame * frame_bytes +
+                                        sgx::gprsgx_offset(st->ssa_frame_pages));
+}
+uint8_t* xsave_of(const SimEnclaveState* st, const SimTcs* t, uint32_t frame) {
+  uint64_t frame_bytes = uint64_t{st->ssa_frame_pages} * sgx::kPageSize;
+  return reinterpret_cast<uint8_t*>(t->ossa_addr + frame * frame_bytes);
+}
+
+// TEEMATE_SIM_TRACE=1 logs every asynchronous exit to stderr.
+bool trace_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("TEEMATE_SIM_TRACE");
+    return v && *v && *v != '0';
+  }();
+  return on;
+}
+
+bool is_enclu(uint64_t rip) {
+  const auto* p = reinterpret_cast<const uint8_t*>(rip);
+  return p[0] == 0x0f && p[1] == 0x01 && p[2] == 0xd7;
+}
+
+// Lands the host's ENCLU on teemate_enclu_fault with EAX = vector, as the
+// vDSO reports a faulting ENCLU.
+const void* enclu_fault(ucontext_t* uc, uint32_t vector) {
+  R(uc, REG_RIP) = reinterpret_cast<greg_t>(&teemate_enclu_fault);
+  R(uc, REG_RAX) = vector;
+  return nullptr;
+}
+
+bool page_has(const SimEnclaveState* st, uint64_t addr, uint64_t len, uint8_t perm) {
+  if (addr < st->base || len > st->size || addr - st->base > st->size - len) return false;
+  for (uint64_t p = (addr - st->base) / 4096; p <= (addr - st->base + len - 1) / 4096; ++p) {
+    uint8_t v = st->page_perms[p];
+    if ((v & 0x80) || (v & perm) != perm) return false;
+  }
+  return true;
+}
+
+void save_host_and_block(SimTcs* t, ucontext_t* uc) {
+  t->host_fs = rdfsbase();
+  t->host_gs = rdgsbase();
+  t->aep = static_cast<uint64_t>(R(uc, REG_RCX));
+  t->host_sigmask = sigmask_word(uc);
+  sigmask_word(uc) = t->host_sigmask | async_block_mask();
+}
+
+// EENTER issued by host code.
+const void* emulate_eenter(ucontext_t* uc) {
+  SimEnclaveState* st = nullptr;
+  SimTcs* t = registry_find_tcs(static_cast<uint64_t>(R(uc, REG_RBX)), &st);
+  if (!t || !st->initialized.load(std::memory_order_acquire)) return enclu_fault(uc, sgx::kVecGP);
+  uint32_t expected = 0;
+  if (!t->busy.compare_exchange_strong(expected, current_tid(), std::memory_order_acquire)) {
+    return enclu_fault(uc, sgx::kVecGP);  // TCS busy
+  }
+  if (t->cssa >= t->nssa) {
+    t->busy.store(0, std::memory_order_release);
+    return enclu_fault(uc, sgx::kVecGP);  // no free SSA frame
+  }
+  sgx::GprSgx* g = gpr_of(st, t, t->cssa);
+  g->ursp = static_cast<uint64_t>(R(uc, REG_RSP));
+  g->urbp = static_cast<uint64_t>(R(uc, REG_RBP));
+  save_host_and_block(t, uc);
+  R(uc, REG_RAX) = t->cssa;
+  R(uc, REG_RCX) = R(uc, REG_RIP) + 3;
+  R(uc, REG_RIP) = static_cast<greg_t>(t->oentry_addr);
+  return &t->enclave_fs;
+}
+
+// ERESUME issued by host code: restore the state saved at the last AEX.
+const void* emulate_eresume(ucontext_t* uc) {
+  SimEnclaveState* st = nullptr;
+  SimTcs* t = registry_find_tcs(static_cast<uint64_t>(R(uc, REG_RBX)), &st);
+  if (!t || !st->initialized.load(std::memory_order_acquire)) return enclu_fault(uc, sgx::kVecGP);
+  uint32_t expected = 0;
+  if (!t->busy.compare_exchange_strong(expected, current_tid(), std::memory_order_acquire)) {
+    return enclu_fault(uc, sgx::kVecGP);
+  }
+  if (t->cssa == 0) {
+    t->busy.store(0, std::memory_order_release);
+    return enclu_fault(uc, sgx::kVecGP);
+  }
+  save_host_and_block(t, uc);
+  t->cssa -= 1;
+  const sgx::GprSgx* g = gpr_of(st, t, t->cssa);
+  R(uc, REG_RAX) = g->rax; R(uc, REG_RCX) = g->rcx; R(uc, REG_RDX) = g->rdx;
+  R(uc, REG_RBX) = g->rbx; R(uc, REG_RSP) = g->rsp; R(uc, REG_RBP) = g->rbp;
+  R(uc, REG_RSI) = g->rsi; R(uc, REG_RDI) = g->rdi; R(uc, REG_R8) = g->r8;
+  R(uc, REG_R9) = g->r9; R(uc, REG_R10) = g->r10; R(uc, REG_R11) = g->r11;
+  R(uc, REG_R12) = g->r12; R(uc, REG_R13) = g->r13; R(uc, REG_R14) = g->r14;
+  R(uc, REG_R15) = g->r15; R(uc, REG_RIP) = g->rip;
+  // Only the arithmetic flags and DF are software's to restore.
+  constexpr uint64_t kUserFlags = 0x0cd5;
+  R(uc, REG_EFL) = (R(uc, REG_EFL) & ~kUserFlags) | (g->rflags & kUserFlags);
+  if (uc->uc_mcontext.fpregs) memcpy(uc->uc_mcontext.fpregs, xsave_of(st, t, t->cssa), 512);
+  return &t->enclave_fs;
+}
+
+// EEXIT from enclave code: jump to RBX outside, TCS free again.
+const void* emulate_eexit(SimTcs* t, ucontext_t* uc) {
+  R(uc, REG_RIP) = R(uc, REG_RBX);
+  R(uc, REG_RCX) = static_cast<greg_t>(t->aep);
+  sigmask_word(uc) = t->host_sigmask;
+  t->busy.store(0, std::memory_order_release);
+  return nullptr;  // the entry stub already restored the host FS/GS
+}
+
+// Asynchronous exit: save the interrupted state into SSA[CSSA] and land on
+// the AEP with the synthetic register state.
+const void* aex(SimEnclaveState* st, SimTcs* t, ucontext_t* uc, uint32_t vector, bool valid,
+                uint64_t maddr) {
+  if (t->cssa >= t->nssa) {
+    // Cannot happen on hardware (EENTER needs a free frame); be safe.
+    std::fprintf(stderr, "teemate sim: fatal: no SSA frame for an asynchronous exit\n");
+    std::_Exit(134);
+  }
+  if (trace_enabled()) {
+    std::fprintf(stderr, "teemate sim: AEX on TCS %u: vector %u%s at enclave+0x%llx (cssa %u -> %u)\n", t->index,
+                 vector, valid ? "" : " (not reported)",
+                 static_cast<unsigned long long>(R(uc, REG_RIP) - st->base), t->cssa, t->cssa + 1);
+  }
+  sgx::GprSgx* g = gpr_of(st, t, t->cssa);
+  g->rax = R(uc, REG_RAX); g->rcx = R(uc, REG_RCX); g->rdx = R(uc, REG_RDX);
+  g->rbx = R(uc, REG_RBX); g->rsp = R(uc, REG_RSP); g->rbp = R(uc, REG_RBP);
+  g->rsi = R(uc, REG_RSI); g->rdi = R(uc, REG_RDI); g->r8 = R(uc, REG_R8);
+  g->r9 = R(uc, REG_R9); g->r10 = R(uc, REG_R10); g->r11 = R(uc, REG_R11);
+  g->r12 = R(uc, REG_R12); g->r13 = R(uc, REG_R13); g->r14 = R(uc, REG_R14);
+  g->r15 = R(uc, REG_R15); g->rflags = R(uc, REG_EFL); g->rip = R(uc, REG_RIP);
+  g->fs_base = t->enclave_fs;
+  g->gs_base = t->enclave_gs;
+  const bool exinfo = st->misc_select & sgx::kMiscExinfo;
+  const bool pf_gp = vector == sgx::kVecPF || vector == sgx::kVecGP;
+  g->exit_info = (valid && (!pf_gp || exinfo)) ? sgx::make_exit_info(vector, sgx::kExitHardware) : 0;
+  if (vector == sgx::kVecBP && valid) g->exit_info = sgx::make_exit_info(vector, sgx::kExitSoftware);
+  if (exinfo && pf_gp && valid) {
+    auto* ex = reinterpret_cast<sgx::MiscExinfo*>(reinterpret_cast<uint8_t*>(g) - sizeof(sgx::MiscExinfo));
+    ex->maddr = maddr;
+    ex->errcd = static_cast<uint32_t>(R(uc, REG_ERR));
+  }
+  if (uc->uc_mcontext.fpregs) memcpy(xsave_of(st, t, t->cssa), uc->uc_mcontext.fpregs, 512);
+  t->cssa += 1;
+  const uint64_t ursp = g->ursp, urbp = g->urbp;
+  for (int r : {REG_RDX, REG_RSI, REG_RDI, REG_R8, REG_R9, REG_R10, REG_R11, REG_R12, REG_R13,
+                REG_R14, REG_R15}) {
+    R(uc, r) = 0;
+  }
+  R(uc, REG_RAX) = sgx::kEresume;
+  R(uc, REG_RBX) = static_cast<greg_t>(t->tcs_addr);
+  R(uc, REG_RCX) = static_cast<greg_t>(t->aep);
+  R(uc, REG_RIP) = static_cast<greg_t>(t->aep);
+  R(uc, REG_RSP) = static_cast<greg_t>(ursp);
+  R(uc, REG_RBP) = static_cast<greg_t>(urbp);
+  R(uc, REG_EFL) = 0x202;
+  sigmask_word(uc) = t->host_sigmask;
+  t->busy.store(0, std::memory_order_release);
+  return nullptr;
+}
+
+uint32_t vector_for(int sig, const siginfo_t* info, bool* valid) {
+  *valid = info->si_code > 0;  // a signal sent by kill() is an interrupt, not an exception
+  switch (sig) {
+    case SIGFPE:
+      return (info->si_code == FPE_INTDIV || info->si_code == FPE_INTOVF) ? sgx::kVecDE : sgx::kVecXM;
+    case SIGILL: return sgx::kVecUD;
+    case SIGTRAP: return info->si_code == TRAP_BRKPT || info->si_code == SI_KERNEL ? sgx::kVecBP : sgx::kVecDB;
+    case SIGBUS: return info->si_code == BUS_ADRALN ? sgx::kVecAC : sgx::kVecGP;
+    case SIGSEGV: return info->si_code == SI_KERNEL ? sgx::kVecGP : sgx::kVecPF;
+    default: *valid = false; return 0;
+  }
+}
+
+// ENCLU executed inside the enclave.
+const void* enclave_enclu(SimEnclaveState* st, SimTcs* t, ucontext_t* uc) {
+  const uint64_t leaf = static_cast<uint64_t>(R(uc, REG_RAX));
+  switch (leaf) {
+    case sgx::kEexit:
+      return emulate_eexit(t, uc);
+    case sgx::kEreport: {
+      uint64_t ti = R(uc, REG_RBX), rd = R(uc, REG_RCX), out = R(uc, REG_RDX);
+      if (ti % 512 || rd % 128 || out % 512 || !page_has(st, ti, 512, sgx::kSecinfoR) ||
+          !page_has(st, rd, 64, sgx::kSecinfoR) || !page_has(st, out, 432, sgx::kSecinfoW)) {
+        return aex(st, t, uc, sgx::kVecGP, true, 0);
+      }
+      ereport(*st, *reinterpret_cast<const sgx::TargetInfo*>(ti), reinterpret_cast<const uint8_t*>(rd),
+              reinterpret_cast<sgx::Report*>(out));
+      R(uc, REG_RIP) += 3;
+      return &t->enclave_fs;
+    }
+    case sgx::kEgetkey: {
+      uint64_t req = R(uc, REG_RBX), out = R(uc, REG_RCX);
+      if (req % 512 || out % 16 || !page_has(st, req, 512, sgx::kSecinfoR) ||
+          !page_has(st, out, 16, sgx::kSecinfoW)) {
+        return aex(st, t, uc, sgx::kVecGP, true, 0);
+      }
+      uint32_t err = egetkey(*st, *reinterpret_cast<const sgx::KeyRequest*>(req),
+                             reinterpret_cast<uint8_t*>(out));
+      R(uc, REG_RAX) = err;
+      // ZF reports failure, as on hardware.
+      R(uc, REG_EFL) = err ? (R(uc, REG_EFL) | 0x40) : (R(uc, REG_EFL) & ~0x40);
+      R(uc, REG_RIP) += 3;
+      return &t->enclave_fs;
+    }
+    default:
+      // EENTER/ERESUME inside an enclave are #GP; SGX2 leaves are #UD on SGX1.
+      return aex(st, t, uc, leaf == sgx::kEenter || leaf == sgx::kEresume ? sgx::kVecGP : sgx::kVecUD,
+                 true, 0);
+  }
+}
+
+void chain(int sig, siginfo_t* info, void* uc) {
+  const struct sigaction& prev = g_previous[sig];
+  if (prev.sa_flags & SA_SIGINFO) {
+    if (prev.sa_sigaction) prev.sa_sigaction(sig, info, uc);
+    return;
+  }
+  if (prev.sa_handler == SIG_IGN) return;
+  if (prev.sa_handler == SIG_DFL || prev.sa_handler == nullptr) {
+    // Re-raise with the default action: return and fault again.
+    signal(sig, SIG_DFL);
+    return;
+  }
+  prev.sa_handler(sig);
+}
+
+}  // namespace
+
+bool registry_add(SimEnclaveState* state) {
+  for (auto& slot : g_registry) {
+    SimEnclaveState* expected = nullptr;
+    if (slot.compare_exchange_strong(expected, state)) return true;
+  }
+  return false;
+}
+
+void registry_remove(SimEnclaveState* state) {
+  for (auto& slot : g_registry) {
+    SimEnclaveState* expected = state;
+    slot.compare_exchange_strong(expected, nullptr);
+  }
+}
+
+SimEnclaveState* registry_find_addr(uint64_t addr) {
+  for (auto& slot : g_registry) {
+    SimEnclaveState* st = slot.load(std::memory_order_acquire);
+    if (st && addr >= st->base && addr - st->base < st->size) return st;
+  }
+  return nullptr;
+}
+
+SimTcs* registry_find_tcs(uint64_t tcs_addr, SimEnclaveState** owner) {
+  SimEnclaveState* st = registry_find_addr(tcs_addr);
+  if (!st) return nullptr;
+  for (uint32_t i = 0; i < st->tcs_count; ++i) {
+    if (st->tcs[i].tcs_addr == tcs_addr) {
+      *owner = st;
+      return &st->tcs[i];
+    }
+  }
+  return nullptr;
+}
+
+void install_signal_handlers() {
+  static std::atomic<bool> installed{false};
+  if (installed.exchange(true)) return;
+  for (int sig : kSignals) {
+    struct sigaction sa {};
+    sa.sa_sigaction = teemate_sim_signal_entry;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(sig, &sa, &g_previous[sig]);
+  }
+}
+
+namespace {
+struct AltStack {
+  void* mem = nullptr;
+  size_t size = 0;
+  ~AltStack() {
+    if (!mem) return;
+    stack_t off{};
+    off.ss_flags = SS_DISABLE;
+    sigaltstack(&off, nullptr);
+    munmap(mem, size);
+  }
+};
+thread_local AltStack t_altstack;
+}  // namespace
+
+void ensure_signal_stack() {
+  if (t_altstack.mem) return;
+  constexpr size_t kSize = 256 * 1024;  // EREPORT/EGETKEY run OpenSSL here
+  void* mem = mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (mem == MAP_FAILED) return;
+  stack_t ss{};
+  ss.ss_sp = mem;
+  ss.ss_size = kSize;
+  if (sigaltstack(&ss, nullptr) != 0) {
+    munmap(mem, kSize);
+    return;
+  }
+  t_altstack.mem = mem;
+  t_altstack.size = kSize;
+}
+
+}  // namespace teemate::host::sim
+
+using namespace teemate;
+using namespace teemate::host::sim;
+
+// Called by the entry stub with the interrupted RIP and the current GS
+// base, before FS is known to be valid: must not touch TLS, the stack
+// protector or sanitizer runtimes.
+extern "C" __attribute__((no_sanitize("address", "undefined"), optimize("no-stack-protector")))
+SimTcs* teemate_sim_tcs_for_context(uint64_t rip, uint64_t gs) {
+  for (auto& slot : g_registry) {
+    SimEnclaveState* st = slot.load(std::memory_order_acquire);
+    if (!st || rip < st->base || rip - st->base >= st->size) continue;
+    for (uint32_t i = 0; i < st->tcs_count; ++i) {
+      if (st->tcs[i].enclave_gs == gs) return &st->tcs[i];
+    }
+  }
+  return nullptr;
+}
+
+extern "C" const void* teemate_sim_signal_handler(int sig, siginfo_t* info, void* ctx, SimTcs* inside) {
+  auto* uc = static_cast<ucontext_t*>(ctx);
+  const uint64_t rip = static_cast<uint64_t>(R(uc, REG_RIP));
+  if (inside) {
+    SimEnclaveState* st = registry_find_addr(inside->tcs_addr);
+    if (trace_enabled() && (rip < st->base || rip - st->base >= st->size)) {
+      std::fprintf(stderr, "teemate sim: thread %u in enclave mode on TCS %u (busy=%u) at host rip %p sig %d host_gs=%llx\n",
+                   current_tid(), inside->index, inside->busy.load(), (void*)rip, sig,
+                   (unsigned long long)inside->host_gs);
+    }
+    if (sig == SIGILL && page_has(st, rip, 3, sgx::kSecinfoX) && is_enclu(rip)) {
+      return enclave_enclu(st, inside, uc);
+    }
+    bool valid = false;
+    uint32_t vector = vector_for(sig, info, &valid);
+    return aex(st, inside, uc, vector, valid, reinterpret_cast<uint64_t>(info->si_addr));
+  }
+  if (sig == SIGILL && is_enclu(rip)) {
+    const uint64_t leaf = static_cast<uint64_t>(R(uc, REG_RAX));
+    if (leaf == sgx::kEenter) return emulate_eenter(uc);
+    if (leaf == sgx::kEresume) return emulate_eresume(uc);
+  }
+  chain(sig, info, ctx);
+  return nullptr;
+}

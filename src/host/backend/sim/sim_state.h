@@ -1,0 +1,68 @@
+// The sim backend's model of the hardware state that SGX keeps outside
+// software's reach: per-TCS busy flag, CSSA/NSSA and entry addresses, the
+// enclave's identity after EINIT, and the registry that maps addresses to
+// enclaves for the signal handler. Enclave code never reads any of this.
+// The registry is lock-free (atomic slots) so the signal path can use it.
+#pragma once
+
+#include <signal.h>
+#include <stdint.h>
+
+#include <atomic>
+
+#include "sgx/arch.h"
+
+namespace teemate::host::sim {
+
+// One TCS. host_fs/host_gs must stay the first two fields: the signal entry
+// stub reads them by offset before any C code runs.
+struct SimTcs {
+  uint64_t host_fs;        // 0: host FS base saved at EENTER/ERESUME
+  uint64_t host_gs;        // 8
+  uint64_t enclave_fs;     // 16: FS/GS bases inside (base + OFSBASE/OGSBASE);
+  uint64_t enclave_gs;     // 24    loaded as a pair by the stub
+  std::atomic<uint32_t> busy;  // 0, or the kernel tid of the thread inside
+  uint32_t cssa;
+  uint32_t nssa;
+  uint32_t index;
+  uint64_t tcs_addr;
+  uint64_t ossa_addr;
+  uint64_t oentry_addr;
+  uint64_t aep;
+  uint64_t host_sigmask;   // the kernel's 64-bit mask at EENTER
+};
+static_assert(offsetof(SimTcs, host_fs) == 0 && offsetof(SimTcs, host_gs) == 8);
+static_assert(offsetof(SimTcs, enclave_gs) == 24);
+
+struct SimEnclaveState {
+  uint64_t base = 0;
+  uint64_t size = 0;
+  uint32_t ssa_frame_pages = 1;
+  uint32_t misc_select = 0;
+  sgx::Attributes attributes{};
+  uint16_t isv_prod_id = 0;
+  uint16_t isv_svn = 0;
+  std::atomic<bool> initialized{false};
+  uint8_t mr_enclave[32] = {};
+  uint8_t mr_signer[32] = {};
+  SimTcs* tcs = nullptr;           // tcs_count entries
+  uint32_t tcs_count = 0;
+  const uint8_t* page_perms = nullptr;  // SECINFO R/W/X per page, 0x80 = not added
+};
+
+// Registry of live enclaves in this process, for the signal handler.
+inline constexpr int kMaxEnclaves = 64;
+bool registry_add(SimEnclaveState* state);
+void registry_remove(SimEnclaveState* state);
+SimEnclaveState* registry_find_addr(uint64_t addr);
+SimTcs* registry_find_tcs(uint64_t tcs_addr, SimEnclaveState** owner);
+
+// Installs the SIGILL/SIGSEGV/SIGBUS/SIGFPE/SIGTRAP handlers once.
+void install_signal_handlers();
+// Gives the calling thread an alternate signal stack (once per thread).
+void ensure_signal_stack();
+
+// The per-host root key for EREPORT/EGETKEY (loaded at backend open).
+bool root_key_loaded();
+
+}  // namespace teemate::host::sim

@@ -1,0 +1,396 @@
+// The host runtime: loads a signed image onto a backend (EADD/EEXTEND of
+// every page in layout order, EINIT), hands TCS slots to calling threads,
+// runs the EENTER/EEXIT loop that serves OCALLs, and re-enters the enclave's
+// exception path after an asynchronous exit. Never dereferences an enclave
+// address: everything it reads comes from host memory it owns.
+#include "teemate/enclave.h"
+
+#include <string.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <cstdlib>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <vector>
+
+#include "common/enclave_abi.h"
+#include "host/backend/backend.h"
+#include "host/image/image_file.h"
+#include "sgx/measurement.h"
+
+namespace teemate {
+
+CallArgs& CallArgs::in(std::span<const uint8_t> b) {
+  if (nbufs_ >= 4) { overflow_ = true; return *this; }
+  bufs_[nbufs_++] = Buffer{const_cast<uint8_t*>(b.data()), b.size(), 0, Dir::kIn};
+  return *this;
+}
+CallArgs& CallArgs::out(std::span<uint8_t> b) {
+  if (nbufs_ >= 4) { overflow_ = true; return *this; }
+  bufs_[nbufs_++] = Buffer{b.data(), b.size(), 0, Dir::kOut};
+  return *this;
+}
+CallArgs& CallArgs::inout(std::span<uint8_t> b) {
+  if (nbufs_ >= 4) { overflow_ = true; return *this; }
+  bufs_[nbufs_++] = Buffer{b.data(), b.size(), 0, Dir::kInOut};
+  return *this;
+}
+CallArgs& CallArgs::scalar(size_t index, uint64_t value) {
+  if (index >= 4) { overflow_ = true; return *this; }
+  scalars_[index] = value;
+  return *this;
+}
+
+namespace {
+
+const char* vector_name(uint32_t v) {
+  switch (v) {
+    case 0: return "#DE (divide error)";
+    case 1: return "#DB (debug)";
+    case 3: return "#BP (breakpoint)";
+    case 5: return "#BR (bound range)";
+    case 6: return "#UD (invalid opcode)";
+    case 13: return "#GP (general protection)";
+    case 14: return "#PF (page fault)";
+    case 16: return "#MF (x87 floating point)";
+    case 17: return "#AC (alignment check)";
+    case 19: return "#XM (SIMD floating point)";
+    default: return "an exception the hardware did not report";
+  }
+}
+
+std::string hex(uint64_t v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
+  return b;
+}
+
+Status status_from_call(int32_t st, const abi::CallFrame& f, uint32_t id) {
+  const std::string what = "ECALL " + hex(id);
+  switch (st) {
+    case abi::kOk: return {};
+    case abi::kErrFault: {
+      if (f.exception.vector == 0xffffffffu && f.exception.rip_offset == 0) {
+        return Status(Code::kEnclaveFault, what + " aborted inside the enclave (tm_abort)");
+      }
+      std::string m = what + " failed: enclave fault " + vector_name(f.exception.vector) +
+                      " at enclave offset " + hex(f.exception.rip_offset);
+      if (f.exception.vector == 14 || f.exception.vector == 13) m += " accessing " + hex(f.exception.addr);
+      return Status(Code::kEnclaveFault, m);
+    }
+    case abi::kErrUnknownCall: return invalid_argument(what + ": the enclave has no such ECALL");
+    case abi::kErrBufferRange: return security_error(what + ": a buffer overlaps the enclave or wraps around");
+    case abi::kErrTooLarge: return resource_error(what + ": a buffer exceeds the enclave's max_call_buffer");
+    case abi::kErrNoMemory: return resource_error(what + ": the enclave heap is exhausted");
+    case abi::kErrInvalid: return invalid_argument(what + ": the enclave refused the arguments");
+    case abi::kErrOcallFailed: return Status(Code::kInternal, what + ": an OCALL result was refused by the enclave");
+    case abi::kErrAbi: return invalid_argument(what + ": host/enclave ABI version mismatch");
+    case abi::kErrState: return internal_error(what + ": enclave entered in the wrong state");
+    case abi::kErrApp: return Status(Code::kInternal, what + ": the handler reported an application error");
+    default: return Status(Code::kInternal, what + " returned status " + std::to_string(st));
+  }
+}
+
+struct ScratchPool {
+  std::vector<std::unique_ptr<uint8_t[]>> levels;
+  uint8_t* at(size_t depth) {
+    while (levels.size() <= depth) levels.emplace_back(new uint8_t[abi::kOcallScratchSize]);
+    return levels[depth].get();
+  }
+};
+
+class EnclaveImpl;
+
+struct ActiveCall {
+  const EnclaveImpl* enclave;
+  uint32_t tcs;
+};
+
+thread_local ScratchPool t_scratch;
+thread_local std::vector<ActiveCall> t_active;
+
+// Per EENTER: which enclave and which scratch region serves its OCALLs.
+struct EntryState {
+  EnclaveImpl* self;
+  uint8_t* scratch;
+};
+
+class EnclaveImpl final : public Enclave {
+ public:
+  Status load(const std::string& path, const LoadOptions& options) {
+    options_ = options;
+    TM_ASSIGN_OR_RETURN(auto loaded, image::load_image(path));
+    image_.emplace(std::move(loaded));
+    if (!image_->file.is_signed) return invalid_argument(path + ": image is not signed (run `teemate sign`)");
+    TM_ASSIGN_OR_RETURN(backend_, host::open_backend(options.backend));
+    const image::Layout& layout = image_->layout;
+    host::CreateParams cp;
+    cp.size = layout.size();
+    cp.ssa_frame_pages = layout.ssa_frame_pages();
+    cp.misc_select = layout.misc_select();
+    cp.attributes = layout.attributes();
+    cp.isv_prod_id = layout.config().isv_prod_id;
+    cp.isv_svn = layout.config().isv_svn;
+    TM_ASSIGN_OR_RETURN(enclave_, backend_->create(cp));
+    std::vector<uint8_t> page(sgx::kPageSize);
+    for (const image::PageRange& r : layout.ranges()) {
+      for (uint64_t i = 0; i < r.pages; ++i) {
+        layout.page_content(r, i, page.data());
+        TM_RETURN_IF_ERROR(enclave_->add_page(r.offset + i * sgx::kPageSize, page.data(), r.secinfo_flags,
+                                              r.measured).with_context(path));
+      }
+    }
+    TM_RETURN_IF_ERROR(enclave_->init(image_->file.sigstruct).with_context(path));
+    const uint32_t n = layout.config().tcs_count;
+    for (uint32_t i = 0; i < n; ++i) {
+      tcs_addrs_.push_back(enclave_->base() + layout.tcs_offset(i));
+      free_tcs_.push_back(n - 1 - i);
+    }
+    info_.mrenclave_hex = sgx::to_hex(enclave_->mrenclave());
+    info_.mrsigner_hex = sgx::to_hex(enclave_->mrsigner());
+    info_.base = enclave_->base();
+    info_.size = enclave_->size();
+    info_.tcs_count = n;
+    image_name_ = path.substr(path.find_last_of('/') + 1);
+    return {};
+  }
+
+  Status call(uint32_t id, CallArgs& args) override {
+    if (args.overflowed()) return invalid_argument("ECALL " + hex(id) + ": more than 4 buffers or scalars");
+    // A nested ECALL (from an OCALL handler on this thread) reuses its TCS.
+    uint32_t tcs = 0;
+    bool nested = false;
+    for (auto it = t_active.rbegin(); it != t_active.rend(); ++it) {
+      if (it->enclave == this) {
+        tcs = it->tcs;
+        nested = true;
+        break;
+      }
+    }
+    if (!nested) tcs = acquire_tcs();
+    t_active.push_back({this, tcs});
+    uint8_t* scratch = t_scratch.at(t_active.size() - 1);
+
+    abi::CallFrame frame{};
+    frame.abi_version = abi::kAbiVersion;
+    frame.call_id = id;
+    frame.nbufs = static_cast<uint32_t>(args.buffer_count());
+    for (size_t i = 0; i < 4; ++i) frame.scalars[i] = args.scalar_value(i);
+    for (size_t i = 0; i < args.buffer_count(); ++i) {
+      const auto& b = args.buffer(i);
+      frame.bufs[i] = abi::CallBuffer{reinterpret_cast<uint64_t>(b.data), b.size, 0,
+                                      static_cast<uint32_t>(b.dir), 0};
+    }
+    frame.ocall_scratch = reinterpret_cast<uint64_t>(scratch);
+    frame.ocall_scratch_size = abi::kOcallScratchSize;
+
+    Status st = run(tcs, abi::kEntryEcall, reinterpret_cast<uint64_t>(&frame), scratch, abi::kExitReturn);
+    t_active.pop_back();
+    if (!nested) release_tcs(tcs);
+    TM_RETURN_IF_ERROR(st);
+    for (size_t i = 0; i < args.buffer_count(); ++i) {
+      auto& b = args.buffer(i);
+      b.out_size = frame.bufs[i].out_size <= b.size ? frame.bufs[i].out_size : 0;
+    }
+    for (size_t i = 0; i < 4; ++i) args.scalar_ref(i) = frame.scalars[i];
+    return status_from_call(frame.status, frame, id);
+  }
+
+  Result<int> run_main(const std::vector<std::string>& argv) override {
+    std::string blob;
+    blob.append(image_name_).push_back('\0');
+    for (const auto& a : argv) blob.append(a).push_back('\0');
+    CallArgs args;
+    args.in(blob);
+    TM_RETURN_IF_ERROR(call(abi::kEcallRunMain, args));
+    return static_cast<int>(static_cast<int64_t>(args.scalar_value(0)));
+  }
+
+  Status set_ocall(uint32_t id, OcallHandler handler) override {
+    if (id < abi::kFirstUserCall) return invalid_argument("OCALL ids below 0x100 are reserved for the runtime");
+    std::unique_lock lock(ocall_mu_);
+    ocalls_[id] = std::move(handler);
+    return {};
+  }
+
+  const EnclaveInfo& info() const override { return info_; }
+
+  // Called on the AEP after an asynchronous exit: let the enclave's
+  // exception path decide, then ERESUME (return 0) or abandon.
+  static int on_aex(host::EnterContext* ctx) {
+    auto* es = static_cast<EntryState*>(ctx->user);
+    uint32_t tcs = es->self->tcs_index(ctx->tcs);
+    Status st = es->self->run(tcs, abi::kEntryException, 0, es->scratch, abi::kExitExceptionHandled);
+    if (!st.ok()) es->self->last_aex_error_ = st.message();
+    if (!st.ok() && std::getenv("TEEMATE_SIM_TRACE")) std::fprintf(stderr, "teemate: exception entry failed: %s\n", st.message().c_str());
+    return st.ok() ? 0 : 1;
+  }
+
+ private:
+  uint32_t tcs_index(uint64_t addr) const {
+    for (uint32_t i = 0; i < tcs_addrs_.size(); ++i) {
+      if (tcs_addrs_[i] == addr) return i;
+    }
+    return 0;
+  }
+
+  uint32_t acquire_tcs() {
+    std::unique_lock lock(tcs_mu_);
+    tcs_cv_.wait(lock, [&] { return !free_tcs_.empty(); });
+    uint32_t t = free_tcs_.back();
+    free_tcs_.pop_back();
+    return t;
+  }
+
+  void release_tcs(uint32_t t) {
+    {
+      std::lock_guard lock(tcs_mu_);
+      // A TCS whose entry failed at the architecture level stays out of the
+      // pool: it may still hold state (CSSA) that only recovery can clear.
+      if (broken_.count(t)) return;
+      free_tcs_.push_back(t);
+    }
+    tcs_cv_.notify_one();
+  }
+
+  // One EENTER and every re-entry that OCALLs need, until the enclave exits
+  // with `expect`.
+  Status run(uint32_t tcs, uint64_t reason, uint64_t arg, uint8_t* scratch, uint64_t expect) {
+    EntryState es{this, scratch};
+    host::EnterContext ctx{};
+    ctx.tcs = tcs_addrs_[tcs];
+    ctx.rdi = reason;
+    ctx.rsi = arg;
+    ctx.on_aex = &EnclaveImpl::on_aex;
+    ctx.user = &es;
+    for (;;) {
+      ctx.out_rdi = ctx.out_rsi = ctx.fault_vector = 0;
+      enclave_->enter(&ctx);
+      if (ctx.out_rdi == expect) return {};
+      switch (ctx.out_rdi) {
+        case abi::kExitOcall: {
+          if (ctx.out_rsi != reinterpret_cast<uint64_t>(scratch)) {
+            mark_broken(tcs);
+            return internal_error("enclave made an OCALL outside the scratch region it was given");
+          }
+          handle_ocall(reinterpret_cast<abi::CallFrame*>(scratch));
+          ctx.rdi = abi::kEntryOcallReturn;
+          ctx.rsi = 0;
+          continue;
+        }
+        case host::kExitEncluFault:
+          mark_broken(tcs);
+          return internal_error("EENTER on TCS " + std::to_string(tcs) + " faulted with vector " +
+                                std::to_string(ctx.fault_vector) + " (TCS busy or no free SSA frame)");
+        case abi::kExitAex:
+          mark_broken(tcs);
+          return internal_error("the enclave could not handle an exception on TCS " + std::to_string(tcs) +
+                                " (nested fault); the TCS is out of service");
+        default:
+          mark_broken(tcs);
+          return internal_error("enclave exited with unexpected reason " + std::to_string(ctx.out_rdi) +
+                                " (value " + std::to_string(ctx.out_rsi) + ")");
+      }
+    }
+  }
+
+  void mark_broken(uint32_t tcs) {
+    std::lock_guard lock(tcs_mu_);
+    broken_[tcs] = true;
+  }
+
+  // Serves one OCALL whose frame the enclave built in `f` (our scratch).
+  void handle_ocall(abi::CallFrame* f) {
+    const uint8_t* lo = reinterpret_cast<uint8_t*>(f);
+    const uint8_t* hi = lo + abi::kOcallScratchSize;
+    if (f->nbufs > abi::kMaxCallBuffers) {
+      f->status = abi::kErrInvalid;
+      return;
+    }
+    CallArgs args;
+    for (uint32_t i = 0; i < f->nbufs; ++i) {
+      const abi::CallBuffer& b = f->bufs[i];
+      auto* p = reinterpret_cast<uint8_t*>(b.ptr);
+      if (p < lo || p > hi || b.size > static_cast<uint64_t>(hi - p)) {
+        f->status = abi::kErrBufferRange;
+        return;
+      }
+      if (b.direction == abi::kBufIn) args.in({p, b.size});
+      else if (b.direction == abi::kBufOut) args.out({p, b.size});
+      else args.inout({p, b.size});
+    }
+    for (size_t i = 0; i < 4; ++i) args.scalar(i, f->scalars[i]);
+    int32_t status = dispatch_ocall(f->call_id, args);
+    for (uint32_t i = 0; i < f->nbufs; ++i) f->bufs[i].out_size = args.buffer(i).out_size;
+    for (size_t i = 0; i < 4; ++i) f->scalars[i] = args.scalar_value(i);
+    f->status = status;
+  }
+
+  int32_t dispatch_ocall(uint32_t id, CallArgs& args) {
+    switch (id) {
+      case abi::kOcallWrite: {
+        const int fd = static_cast<int>(args.scalar_value(0));
+        if ((fd != 1 && fd != 2) || args.buffer_count() != 1) return abi::kErrInvalid;
+        const auto& b = args.buffer(0);
+        std::string_view text(static_cast<const char*>(b.data), b.size);
+        if (options_.output) {
+          options_.output(fd, text);
+        } else {
+          size_t done = 0;
+          while (done < text.size()) {
+            ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+            if (n <= 0) break;
+            done += static_cast<size_t>(n);
+          }
+        }
+        args.scalar_ref(1) = b.size;
+        return abi::kOk;
+      }
+      case abi::kOcallClockGettime: {
+        struct timespec ts {};
+        if (clock_gettime(static_cast<clockid_t>(args.scalar_value(0)), &ts) != 0) return abi::kErrInvalid;
+        args.scalar_ref(1) = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+        return abi::kOk;
+      }
+      default: {
+        OcallHandler h;
+        {
+          std::shared_lock lock(ocall_mu_);
+          auto it = ocalls_.find(id);
+          if (it == ocalls_.end()) return abi::kErrUnknownCall;
+          h = it->second;
+        }
+        return h(args);
+      }
+    }
+  }
+
+  LoadOptions options_;
+  std::optional<image::LoadedImage> image_;
+  std::unique_ptr<host::Backend> backend_;
+  std::unique_ptr<host::BackendEnclave> enclave_;
+  std::vector<uint64_t> tcs_addrs_;
+  std::mutex tcs_mu_;
+  std::condition_variable tcs_cv_;
+  std::vector<uint32_t> free_tcs_;
+  std::map<uint32_t, bool> broken_;
+  std::shared_mutex ocall_mu_;
+  std::map<uint32_t, OcallHandler> ocalls_;
+  EnclaveInfo info_;
+  std::string image_name_;
+  std::string last_aex_error_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Enclave>> Enclave::load(const std::string& image_path, const LoadOptions& options) {
+  auto e = std::make_unique<EnclaveImpl>();
+  TM_RETURN_IF_ERROR(e->load(image_path, options));
+  return std::unique_ptr<Enclave>(std::move(e));
+}
+
+}  // namespace teemate

@@ -1,0 +1,25 @@
+// ECALL/OCALL ids of tests/enclaves/test_enclave.cpp, shared with the host
+// tests. Plain constants: included on both sides of the boundary.
+#pragma once
+
+enum TestEcall : unsigned {
+  kEcallEcho = 0x100,
+  kEcallAdd = 0x101,
+  kEcallNested = 0x102,
+  kEcallNullDeref = 0x103,
+  kEcallDivide = 0x104,
+  kEcallHandledException = 0x105,
+  kEcallCount = 0x106,
+  kEcallSpin = 0x107,
+  kEcallRelease = 0x108,
+  kEcallOcallHostPointer = 0x109,
+  kEcallHeapStats = 0x10a,
+  kEcallAbort = 0x10b,
+  kEcallSealRoundTrip = 0x10c,
+  kEcallUnseal = 0x10d,
+  kEcallReport = 0x10e,
+};
+
+enum TestOcall : unsigned {
+  kOcallNested = 0x200,
+};
