@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include <condition_variable>
-#include <cstdlib>
 #include <cstdio>
 #include <map>
 #include <mutex>
@@ -117,6 +116,7 @@ thread_local std::vector<ActiveCall> t_active;
 struct EntryState {
   EnclaveImpl* self;
   uint8_t* scratch;
+  std::string aex_error;  // why the exception path failed, when it did
 };
 
 class EnclaveImpl final : public Enclave {
@@ -225,8 +225,7 @@ class EnclaveImpl final : public Enclave {
     auto* es = static_cast<EntryState*>(ctx->user);
     uint32_t tcs = es->self->tcs_index(ctx->tcs);
     Status st = es->self->run(tcs, abi::kEntryException, 0, es->scratch, abi::kExitExceptionHandled);
-    if (!st.ok()) es->self->last_aex_error_ = st.message();
-    if (!st.ok() && std::getenv("TEEMATE_SIM_TRACE")) std::fprintf(stderr, "teemate: exception entry failed: %s\n", st.message().c_str());
+    if (!st.ok()) es->aex_error = st.message();
     return st.ok() ? 0 : 1;
   }
 
@@ -260,7 +259,7 @@ class EnclaveImpl final : public Enclave {
   // One EENTER and every re-entry that OCALLs need, until the enclave exits
   // with `expect`.
   Status run(uint32_t tcs, uint64_t reason, uint64_t arg, uint8_t* scratch, uint64_t expect) {
-    EntryState es{this, scratch};
+    EntryState es{this, scratch, {}};
     host::EnterContext ctx{};
     ctx.tcs = tcs_addrs_[tcs];
     ctx.rdi = reason;
@@ -289,7 +288,7 @@ class EnclaveImpl final : public Enclave {
         case abi::kExitAex:
           mark_broken(tcs);
           return internal_error("the enclave could not handle an exception on TCS " + std::to_string(tcs) +
-                                " (nested fault); the TCS is out of service");
+                                " (" + es.aex_error + "); the TCS is out of service");
         default:
           mark_broken(tcs);
           return internal_error("enclave exited with unexpected reason " + std::to_string(ctx.out_rdi) +
@@ -382,7 +381,6 @@ class EnclaveImpl final : public Enclave {
   std::map<uint32_t, OcallHandler> ocalls_;
   EnclaveInfo info_;
   std::string image_name_;
-  std::string last_aex_error_;
 };
 
 }  // namespace

@@ -1,0 +1,175 @@
+// The sim backend against SGX's rules, below the host runtime: EINIT
+// refuses a SIGSTRUCT whose ENCLAVEHASH is not the measurement, a bad
+// signature, attributes outside the mask and a tampered page; a second
+// EENTER on a busy TCS faults (#GP) while another thread is inside.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/enclave_abi.h"
+#include "host/backend/backend.h"
+#include "host/image/image_file.h"
+#include "test_enclave_ids.h"
+
+namespace teemate {
+namespace {
+
+std::string enclave_path(const char* name) {
+  const char* dir = std::getenv("TEEMATE_BUILD_DIR");
+  return std::string(dir ? dir : "build") + "/enclaves/" + name;
+}
+
+struct Built {
+  std::unique_ptr<host::Backend> backend;
+  std::unique_ptr<host::BackendEnclave> enclave;
+};
+
+// Creates and adds every page of `img`; `tamper` may change one page.
+Result<Built> build(const image::LoadedImage& img, host::CreateParams cp,
+                    uint64_t tamper_offset = UINT64_MAX) {
+  Built b;
+  TM_ASSIGN_OR_RETURN(b.backend, host::open_backend("sim"));
+  TM_ASSIGN_OR_RETURN(b.enclave, b.backend->create(cp));
+  std::vector<uint8_t> page(4096);
+  for (const auto& r : img.layout.ranges()) {
+    for (uint64_t i = 0; i < r.pages; ++i) {
+      img.layout.page_content(r, i, page.data());
+      const uint64_t off = r.offset + i * 4096;
+      if (off == tamper_offset) page[100] ^= 1;
+      TM_RETURN_IF_ERROR(b.enclave->add_page(off, page.data(), r.secinfo_flags, r.measured));
+    }
+  }
+  return b;
+}
+
+host::CreateParams params_of(const image::Layout& l) {
+  host::CreateParams cp;
+  cp.size = l.size();
+  cp.ssa_frame_pages = l.ssa_frame_pages();
+  cp.misc_select = l.misc_select();
+  cp.attributes = l.attributes();
+  cp.isv_prod_id = l.config().isv_prod_id;
+  cp.isv_svn = l.config().isv_svn;
+  return cp;
+}
+
+class SimBackendTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto img = image::load_image(enclave_path("test_enclave.tme"));
+    ASSERT_TRUE(img.ok()) << img.status().to_string();
+    img_.emplace(std::move(img).value());
+  }
+  std::optional<image::LoadedImage> img_;
+};
+
+TEST_F(SimBackendTest, EinitAcceptsTheSignedImage) {
+  auto b = build(*img_, params_of(img_->layout));
+  ASSERT_TRUE(b.ok()) << b.status().to_string();
+  Status st = b->enclave->init(img_->file.sigstruct);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  EXPECT_EQ(b->enclave->mrenclave(), img_->layout.measure());
+}
+
+TEST_F(SimBackendTest, EinitRefusesATamperedPage) {
+  const uint64_t first_code_page = img_->layout.ranges()[0].offset + 4096;
+  auto b = build(*img_, params_of(img_->layout), first_code_page);
+  ASSERT_TRUE(b.ok()) << b.status().to_string();
+  Status st = b->enclave->init(img_->file.sigstruct);
+  EXPECT_EQ(st.code(), Code::kSecurity) << st.to_string();
+  EXPECT_NE(st.message().find("ENCLAVEHASH"), std::string::npos) << st.message();
+}
+
+TEST_F(SimBackendTest, EinitRefusesABadSignature) {
+  auto b = build(*img_, params_of(img_->layout));
+  ASSERT_TRUE(b.ok());
+  sgx::Sigstruct sig = img_->file.sigstruct;
+  sig.signature[17] ^= 0x40;
+  Status st = b->enclave->init(sig);
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("signature"), std::string::npos) << st.message();
+}
+
+TEST_F(SimBackendTest, EinitRefusesAttributesOutsideTheMask) {
+  host::CreateParams cp = params_of(img_->layout);
+  cp.attributes.flags &= ~sgx::kAttrDebug;  // the image was signed as a debug enclave
+  auto b = build(*img_, cp);
+  ASSERT_TRUE(b.ok());
+  Status st = b->enclave->init(img_->file.sigstruct);
+  EXPECT_EQ(st.code(), Code::kSecurity) << st.to_string();
+  EXPECT_NE(st.message().find("ATTRIBUTE"), std::string::npos) << st.message();
+}
+
+TEST_F(SimBackendTest, EaddRefusesAPageTwiceAndAfterEinit) {
+  auto b = build(*img_, params_of(img_->layout));
+  ASSERT_TRUE(b.ok());
+  std::vector<uint8_t> page(4096);
+  const auto& r = img_->layout.ranges()[0];
+  Status twice = b->enclave->add_page(r.offset, page.data(), r.secinfo_flags, true);
+  EXPECT_NE(twice.message().find("added twice"), std::string::npos) << twice.to_string();
+  ASSERT_TRUE(b->enclave->init(img_->file.sigstruct).ok());
+  // The last page of the enclave is never part of the layout.
+  Status late = b->enclave->add_page(img_->layout.size() - 4096, page.data(), r.secinfo_flags, true);
+  EXPECT_NE(late.message().find("after EINIT"), std::string::npos) << late.to_string();
+}
+
+int no_aex(host::EnterContext*) { return 1; }
+
+// One ECALL through the raw backend; returns the exit reason.
+uint64_t raw_ecall(host::BackendEnclave& e, uint64_t tcs, uint32_t id, host::EnterContext* ctx_out = nullptr) {
+  static thread_local std::vector<uint8_t> scratch(abi::kOcallScratchSize);
+  abi::CallFrame f{};
+  f.abi_version = abi::kAbiVersion;
+  f.call_id = id;
+  f.ocall_scratch = reinterpret_cast<uint64_t>(scratch.data());
+  f.ocall_scratch_size = scratch.size();
+  host::EnterContext ctx{};
+  ctx.tcs = tcs;
+  ctx.rdi = abi::kEntryEcall;
+  ctx.rsi = reinterpret_cast<uint64_t>(&f);
+  ctx.on_aex = no_aex;
+  e.enter(&ctx);
+  if (ctx_out) *ctx_out = ctx;
+  return ctx.out_rdi;
+}
+
+TEST_F(SimBackendTest, SecondEenterOnABusyTcsFaults) {
+  auto b = build(*img_, params_of(img_->layout));
+  ASSERT_TRUE(b.ok());
+  ASSERT_TRUE(b->enclave->init(img_->file.sigstruct).ok());
+  const uint64_t tcs0 = b->enclave->base() + img_->layout.tcs_offset(0);
+  const uint64_t tcs1 = b->enclave->base() + img_->layout.tcs_offset(1);
+  host::BackendEnclave& e = *b->enclave;
+
+  // The spinner retries while our probes hold TCS 0 for an instant.
+  uint64_t spinner_exit = 0;
+  std::thread spinner([&] {
+    while ((spinner_exit = raw_ecall(e, tcs0, kEcallSpin)) == host::kExitEncluFault) std::this_thread::yield();
+  });
+  host::EnterContext probe{};
+  bool inside = false;
+  for (int i = 0; i < 2000 && !inside; ++i) {
+    host::EnterContext busy{};
+    if (raw_ecall(e, tcs0, kEcallAdd, &busy) == host::kExitEncluFault) {
+      EXPECT_EQ(busy.fault_vector, 13u);  // #GP, as EENTER on a busy TCS on hardware
+      inside = true;
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+  ASSERT_TRUE(inside);
+  ASSERT_EQ(raw_ecall(e, tcs1, kEcallRelease, &probe), abi::kExitReturn);
+  spinner.join();
+  EXPECT_EQ(spinner_exit, abi::kExitReturn);
+  // The TCS is usable again once the first thread left.
+  EXPECT_EQ(raw_ecall(e, tcs0, kEcallAdd), abi::kExitReturn);
+}
+
+}  // namespace
+}  // namespace teemate
