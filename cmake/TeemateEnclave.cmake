@@ -31,6 +31,8 @@ add_library(teemate_enclave_flags INTERFACE)
 target_compile_options(teemate_enclave_flags INTERFACE
   -fPIE -fno-stack-protector -fno-plt -fvisibility=hidden -ffunction-sections -fdata-sections
   -fno-omit-frame-pointer -nostdinc
+  # Reproducible images: no build paths in measured bytes (__FILE__ in asserts).
+  -ffile-prefix-map=${PROJECT_SOURCE_DIR}=. -ffile-prefix-map=${CMAKE_BINARY_DIR}=build
   $<$<COMPILE_LANGUAGE:CXX>:-fno-exceptions -fno-rtti -fno-asynchronous-unwind-tables ${TEEMATE_CXX_INCLUDES}
     -include ${PROJECT_SOURCE_DIR}/src/enclave/include/teemate/libstdcxx_compat.h>
   -isystem${TEEMATE_MUSL_INCLUDE} -isystem${TEEMATE_GCC_INCLUDE}
@@ -66,10 +68,14 @@ function(teemate_add_enclave name)
   target_link_libraries(${elf} PRIVATE teemate_enclave_flags)
   target_link_options(${elf} PRIVATE -nostdlib -static-pie -Wl,-z,norelro -Wl,-z,text
     -Wl,-z,noexecstack -Wl,--gc-sections -Wl,--build-id=none -Wl,-e,teemate_enclave_entry)
-  target_link_libraries(${elf} PRIVATE -Wl,--start-group $<TARGET_FILE:teemate_trts> ${E_LIBS}
+  # The trusted runtime and its mbedTLS subset (sealing, reports) go into
+  # every enclave; --gc-sections drops what a program does not use.
+  target_link_libraries(${elf} PRIVATE -Wl,--start-group $<TARGET_FILE:teemate_trts>
+    $<TARGET_FILE:teemate_enclave_mbedtls> ${E_LIBS}
     ${TEEMATE_MUSL_LIBC} ${TEEMATE_LIBGCC} -Wl,--end-group)
-  add_dependencies(${elf} teemate_trts)
-  set_property(TARGET ${elf} APPEND PROPERTY LINK_DEPENDS $<TARGET_FILE:teemate_trts>)
+  add_dependencies(${elf} teemate_trts teemate_enclave_mbedtls)
+  set_property(TARGET ${elf} APPEND PROPERTY LINK_DEPENDS $<TARGET_FILE:teemate_trts>
+    $<TARGET_FILE:teemate_enclave_mbedtls>)
 
   set(config ${E_CONFIG})
   if(NOT IS_ABSOLUTE ${config})

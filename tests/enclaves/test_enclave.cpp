@@ -1,8 +1,10 @@
 // The test enclave: ECALLs that exercise the runtime from inside: echo,
 // nested OCALL/ECALL, faults, a handled exception, busy-TCS and threading
-// helpers, pointer checks. Each ECALL id is mirrored in
-// tests/integration/test_enclave_ids.h.
+// helpers, pointer checks, sealing, reports and keys. Each ECALL id is
+// mirrored in tests/integration/test_enclave_ids.h. Test-only: it hands seal
+// keys to the host, which no real enclave may do.
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <atomic>
@@ -121,6 +123,93 @@ TM_ECALL(kEcallHeapStats, heap_stats);
 
 int do_abort(tm_call*) { tm_abort("requested by the test"); }
 TM_ECALL(kEcallAbort, do_abort);
+
+// Seals bufs[0] (plaintext) with bufs[1] (AAD) under policy scalars[0] into
+// bufs[2], then unseals the blob inside the enclave. Results: scalars[1] =
+// tm_seal's code, scalars[2] = tm_unseal's code, scalars[3] = 1 when the
+// unsealed text and AAD equal the originals.
+int seal_round_trip(tm_call* c) {
+  if (c->nbufs != 3) return TM_ERR_INVALID;
+  const tm_buffer& text = c->bufs[0];
+  const tm_buffer& aad = c->bufs[1];
+  tm_buffer& blob = c->bufs[2];
+  const size_t need = tm_sealed_size(text.size, aad.size);
+  int rc = tm_seal(static_cast<uint16_t>(c->scalars[0]), aad.data, aad.size, text.data, text.size, blob.data,
+                   blob.size);
+  c->scalars[1] = static_cast<uint64_t>(rc);
+  c->scalars[2] = c->scalars[3] = 0;
+  if (rc != TM_OK) return TM_OK;
+  blob.out_size = need;
+  void* text_back = malloc(text.size + 1);
+  void* aad_back = malloc(aad.size + 1);
+  if (!text_back || !aad_back) {
+    free(text_back);
+    free(aad_back);
+    return TM_ERR_NO_MEMORY;
+  }
+  size_t text_len = 0, aad_len = 0;
+  rc = tm_unseal(blob.data, need, aad_back, aad.size, &aad_len, text_back, text.size, &text_len);
+  c->scalars[2] = static_cast<uint64_t>(rc);
+  c->scalars[3] = rc == TM_OK && text_len == text.size && aad_len == aad.size &&
+                  (text.size == 0 || memcmp(text_back, text.data, text.size) == 0) &&
+                  (aad.size == 0 || memcmp(aad_back, aad.data, aad.size) == 0);
+  free(text_back);
+  free(aad_back);
+  return TM_OK;
+}
+TM_ECALL(kEcallSealRoundTrip, seal_round_trip);
+
+// Unseals bufs[0] into bufs[1] (text) and bufs[2] (AAD); scalars[0] =
+// tm_unseal's code.
+int unseal(tm_call* c) {
+  if (c->nbufs != 3) return TM_ERR_INVALID;
+  size_t text_len = 0, aad_len = 0;
+  int rc = tm_unseal(c->bufs[0].data, c->bufs[0].size, c->bufs[2].data, c->bufs[2].size, &aad_len,
+                     c->bufs[1].data, c->bufs[1].size, &text_len);
+  c->scalars[0] = static_cast<uint64_t>(rc);
+  if (rc == TM_OK) {
+    c->bufs[1].out_size = text_len;
+    c->bufs[2].out_size = aad_len;
+  }
+  return TM_OK;
+}
+TM_ECALL(kEcallUnseal, unseal);
+
+// A REPORT with REPORTDATA bufs[0] (64 bytes) into bufs[1] (432 bytes), for
+// the TARGETINFO in bufs[2] if given (512 bytes), else for this enclave;
+// scalars[0] = tm_report's code.
+int report(tm_call* c) {
+  if (c->nbufs < 2 || c->nbufs > 3 || c->bufs[0].size != TM_REPORT_DATA_SIZE ||
+      c->bufs[1].size != TM_REPORT_SIZE || (c->nbufs == 3 && c->bufs[2].size != TM_TARGET_INFO_SIZE)) {
+    return TM_ERR_INVALID;
+  }
+  const uint8_t* target = c->nbufs == 3 ? static_cast<const uint8_t*>(c->bufs[2].data) : nullptr;
+  int rc = tm_report(target, static_cast<const uint8_t*>(c->bufs[0].data), static_cast<uint8_t*>(c->bufs[1].data));
+  c->scalars[0] = static_cast<uint64_t>(rc);
+  if (rc == TM_OK) c->bufs[1].out_size = TM_REPORT_SIZE;
+  return TM_OK;
+}
+TM_ECALL(kEcallReport, report);
+
+// scalars[0] = tm_verify_report(bufs[0]).
+int verify_report(tm_call* c) {
+  if (c->nbufs != 1 || c->bufs[0].size != TM_REPORT_SIZE) return TM_ERR_INVALID;
+  c->scalars[0] = static_cast<uint64_t>(tm_verify_report(static_cast<const uint8_t*>(c->bufs[0].data)));
+  return TM_OK;
+}
+TM_ECALL(kEcallVerifyReport, verify_report);
+
+// EGETKEY: key name scalars[0], policy scalars[1], KEYID bufs[0] (32 bytes),
+// key into bufs[1] (16 bytes); scalars[2] = tm_get_key's code.
+int get_key(tm_call* c) {
+  if (c->nbufs != 2 || c->bufs[0].size != TM_KEY_ID_SIZE || c->bufs[1].size != TM_KEY_SIZE) return TM_ERR_INVALID;
+  int rc = tm_get_key(static_cast<uint16_t>(c->scalars[0]), static_cast<uint16_t>(c->scalars[1]),
+                      static_cast<const uint8_t*>(c->bufs[0].data), static_cast<uint8_t*>(c->bufs[1].data));
+  c->scalars[2] = static_cast<uint64_t>(rc);
+  if (rc == TM_OK) c->bufs[1].out_size = TM_KEY_SIZE;
+  return TM_OK;
+}
+TM_ECALL(kEcallGetKey, get_key);
 
 }  // namespace
 

@@ -1,15 +1,24 @@
 // End-to-end tests of the host runtime and the trusted runtime on the sim
 // backend: ECALL/OCALL marshalling from 0 bytes to 16 MiB, nested
 // OCALL -> ECALL, many threads on many TCS, faults reported and survived,
-// a handled exception resumed, pointer checks both ways.
+// a handled exception resumed, pointer checks both ways, sealing (tampering,
+// truncation, versions, policies), reports and EGETKEY keys.
 #include <gtest/gtest.h>
+#include <string.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "sgx/arch.h"
 #include "teemate/enclave.h"
 #include "test_enclave_ids.h"
 
@@ -217,6 +226,381 @@ TEST(RuntimeLoad, HelloRunsMain) {
   EXPECT_EQ(*rc, 3);
   EXPECT_NE(captured.find("Hello from inside the enclave!"), std::string::npos) << captured;
   EXPECT_NE(captured.find("argv[2] = x"), std::string::npos) << captured;
+}
+
+// ---- Sealing, reports and keys (tm_seal, tm_unseal, tm_report, tm_get_key) ----
+
+// Trusted-runtime status codes (src/enclave/include/teemate/trusted.h).
+constexpr uint64_t kTmOk = 0, kTmInvalid = 1, kTmTooLarge = 4, kTmMac = 11;
+constexpr uint16_t kSealMrEnclave = 1, kSealMrSigner = 2;
+constexpr uint16_t kKeyNameReport = 3, kKeyNameSeal = 4;
+constexpr size_t kSealHeader = 80, kSealTag = 16;
+
+struct Sealed {
+  uint64_t seal_rc = ~0ull;
+  uint64_t round_trip_rc = ~0ull;
+  bool round_trip_equal = false;
+  std::vector<uint8_t> blob;
+};
+
+Sealed seal_in(Enclave* e, uint16_t policy, const std::string& text, const std::string& aad) {
+  Sealed s;
+  s.blob.assign(kSealHeader + aad.size() + text.size() + kSealTag + 32, 0);
+  CallArgs a;
+  a.in(text).in(aad).out(s.blob).scalar(0, policy);
+  Status st = e->call(kEcallSealRoundTrip, a);
+  EXPECT_TRUE(st.ok()) << st.to_string();
+  s.seal_rc = a.scalar_value(1);
+  s.round_trip_rc = a.scalar_value(2);
+  s.round_trip_equal = a.scalar_value(3) == 1;
+  s.blob.resize(a.buffer(2).out_size);
+  return s;
+}
+
+struct Unsealed {
+  uint64_t rc = ~0ull;
+  std::string text, aad;
+};
+
+Unsealed unseal_in(Enclave* e, const std::vector<uint8_t>& blob, size_t text_cap = 4096, size_t aad_cap = 4096) {
+  std::vector<uint8_t> text(text_cap), aad(aad_cap);
+  CallArgs a;
+  a.in(blob).out(text).out(aad);
+  Status st = e->call(kEcallUnseal, a);
+  EXPECT_TRUE(st.ok()) << st.to_string();
+  Unsealed u;
+  u.rc = a.scalar_value(0);
+  if (u.rc == kTmOk) {
+    u.text.assign(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(a.buffer(1).out_size));
+    u.aad.assign(aad.begin(), aad.begin() + static_cast<std::ptrdiff_t>(a.buffer(2).out_size));
+  }
+  return u;
+}
+
+sgx::Report report_of(Enclave* e, const std::vector<uint8_t>& report_data, const sgx::TargetInfo* target = nullptr) {
+  std::vector<uint8_t> out(sizeof(sgx::Report));
+  CallArgs a;
+  a.in(report_data).out(out);
+  if (target) a.in({reinterpret_cast<const uint8_t*>(target), sizeof *target});
+  Status st = e->call(kEcallReport, a);
+  EXPECT_TRUE(st.ok()) << st.to_string();
+  EXPECT_EQ(a.scalar_value(0), kTmOk);
+  sgx::Report r{};
+  memcpy(&r, out.data(), sizeof r);
+  return r;
+}
+
+uint64_t verify_in(Enclave* e, const sgx::Report& r) {
+  CallArgs a;
+  a.in({reinterpret_cast<const uint8_t*>(&r), sizeof r});
+  Status st = e->call(kEcallVerifyReport, a);
+  EXPECT_TRUE(st.ok()) << st.to_string();
+  return a.scalar_value(0);
+}
+
+struct Key {
+  uint64_t rc = ~0ull;
+  std::vector<uint8_t> key;
+};
+
+Key key_in(Enclave* e, uint16_t name, uint16_t policy, uint8_t key_id_byte) {
+  std::vector<uint8_t> key_id(32, key_id_byte), key(16, 0);
+  CallArgs a;
+  a.in(key_id).out(key).scalar(0, name).scalar(1, policy);
+  Status st = e->call(kEcallGetKey, a);
+  EXPECT_TRUE(st.ok()) << st.to_string();
+  return Key{a.scalar_value(2), key};
+}
+
+std::string lower_hex(const uint8_t* p, size_t n) {
+  static const char kDigits[] = "0123456789abcdef";
+  std::string s;
+  for (size_t i = 0; i < n; ++i) {
+    s += kDigits[p[i] >> 4];
+    s += kDigits[p[i] & 15];
+  }
+  return s;
+}
+
+std::string lowered(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+bool contains(const std::vector<uint8_t>& hay, const std::string& needle) {
+  return std::search(hay.begin(), hay.end(), needle.begin(), needle.end()) != hay.end();
+}
+
+std::string secret_text() {
+  std::string t;
+  for (int i = 0; i < 40; ++i) t += "secret-" + std::to_string(i * 7919) + ";";
+  return t;
+}
+
+TEST_F(RuntimeTest, SealUnsealRoundTrip) {
+  const std::string text = secret_text(), aad = "visible header: owner=alice";
+  for (uint16_t policy : {kSealMrEnclave, kSealMrSigner}) {
+    Sealed s = seal_in(enclave_, policy, text, aad);
+    ASSERT_EQ(s.seal_rc, kTmOk) << "policy " << policy;
+    EXPECT_EQ(s.round_trip_rc, kTmOk);
+    EXPECT_TRUE(s.round_trip_equal);
+    ASSERT_EQ(s.blob.size(), kSealHeader + aad.size() + text.size() + kSealTag);
+    EXPECT_EQ(std::string(s.blob.begin(), s.blob.begin() + 4), "TMSL");
+    EXPECT_EQ(s.blob[6] | (s.blob[7] << 8), policy);
+    EXPECT_EQ(s.blob[8] | (s.blob[9] << 8), 3) << "ISVSVN of test_enclave.toml";
+    // The AAD is stored in the clear right after the header; the text never is,
+    // not even an 8-byte piece of it.
+    EXPECT_EQ(std::string(s.blob.begin() + kSealHeader, s.blob.begin() + kSealHeader + aad.size()), aad);
+    EXPECT_FALSE(contains(s.blob, text));
+    for (size_t i = 0; i + 8 <= text.size(); ++i) {
+      ASSERT_FALSE(contains(s.blob, text.substr(i, 8))) << "plaintext bytes at " << i << " appear in the blob";
+    }
+    Unsealed u = unseal_in(enclave_, s.blob);
+    ASSERT_EQ(u.rc, kTmOk);
+    EXPECT_EQ(u.text, text);
+    EXPECT_EQ(u.aad, aad);
+  }
+  // Two seals of the same text differ (fresh KEYID and IV).
+  EXPECT_NE(seal_in(enclave_, kSealMrEnclave, text, aad).blob, seal_in(enclave_, kSealMrEnclave, text, aad).blob);
+  // Empty text and empty AAD are fine.
+  Sealed empty = seal_in(enclave_, kSealMrSigner, "", "");
+  ASSERT_EQ(empty.seal_rc, kTmOk);
+  EXPECT_EQ(empty.blob.size(), kSealHeader + kSealTag);
+  Unsealed ue = unseal_in(enclave_, empty.blob);
+  EXPECT_EQ(ue.rc, kTmOk);
+  EXPECT_TRUE(ue.text.empty() && ue.aad.empty());
+}
+
+TEST_F(RuntimeTest, SealRefusesBadPolicyAndSmallOutput) {
+  EXPECT_EQ(seal_in(enclave_, 0, "x", "").seal_rc, kTmInvalid);
+  EXPECT_EQ(seal_in(enclave_, 3, "x", "").seal_rc, kTmInvalid);
+  std::vector<uint8_t> small(kSealHeader + kSealTag);  // one byte short for "x"
+  CallArgs a;
+  a.in(std::string("x")).in(std::string()).out(small).scalar(0, kSealMrEnclave);
+  ASSERT_TRUE(enclave_->call(kEcallSealRoundTrip, a).ok());
+  EXPECT_EQ(a.scalar_value(1), kTmTooLarge);
+}
+
+TEST_F(RuntimeTest, TamperedSealedBlobIsRefusedWithDistinctCodes) {
+  const std::string text = secret_text(), aad = "aad-bytes";
+  Sealed s = seal_in(enclave_, kSealMrEnclave, text, aad);
+  ASSERT_EQ(s.seal_rc, kTmOk);
+  const size_t aad_at = kSealHeader, text_at = aad_at + aad.size(), tag_at = text_at + text.size();
+  auto flipped = [&](size_t at, uint8_t mask = 0x01) {
+    std::vector<uint8_t> b = s.blob;
+    b[at] ^= mask;
+    return unseal_in(enclave_, b).rc;
+  };
+  // Header fields checked as structure: refused as invalid.
+  EXPECT_EQ(flipped(0), kTmInvalid) << "magic";
+  EXPECT_EQ(flipped(4), kTmInvalid) << "version";
+  EXPECT_EQ(flipped(6, 0x02), kTmInvalid) << "policy MRENCLAVE -> MRENCLAVE|MRSIGNER, not a seal policy";
+  EXPECT_EQ(flipped(10), kTmInvalid) << "reserved";
+  EXPECT_EQ(flipped(12), kTmInvalid) << "AAD length";
+  EXPECT_EQ(flipped(16), kTmInvalid) << "text length";
+  EXPECT_EQ(flipped(8), kTmMac) << "ISVSVN 3 -> 2: an older version's key, which differs";
+  EXPECT_EQ(flipped(8, 0x04), kTmInvalid) << "ISVSVN 3 -> 7: newer than the enclave, EGETKEY refuses";
+  // Header fields that take part in the key or the GCM: authentication fails.
+  EXPECT_EQ(flipped(20), kTmMac) << "IV";
+  EXPECT_EQ(flipped(48), kTmMac) << "KEYID";
+  EXPECT_EQ(flipped(79, 0x80), kTmMac) << "KEYID, last byte";
+  EXPECT_EQ(flipped(aad_at), kTmMac) << "AAD";
+  EXPECT_EQ(flipped(text_at + 5), kTmMac) << "ciphertext";
+  EXPECT_EQ(flipped(tag_at + 15), kTmMac) << "tag";
+  {
+    std::vector<uint8_t> b = s.blob;  // MRENCLAVE -> MRSIGNER policy: another key
+    b[6] = kSealMrSigner;
+    EXPECT_EQ(unseal_in(enclave_, b).rc, kTmMac);
+  }
+  // Every single-bit change anywhere is refused, never accepted.
+  for (size_t at = 0; at < s.blob.size(); ++at) {
+    uint64_t rc = flipped(at, 0x10);
+    ASSERT_TRUE(rc == kTmInvalid || rc == kTmMac) << "byte " << at << ": " << rc;
+  }
+  // Truncated, extended or empty blobs are malformed.
+  for (size_t len : {size_t{0}, size_t{1}, kSealHeader - 1, kSealHeader + kSealTag - 1, s.blob.size() - 1}) {
+    std::vector<uint8_t> b(s.blob.begin(), s.blob.begin() + static_cast<std::ptrdiff_t>(len));
+    EXPECT_EQ(unseal_in(enclave_, b).rc, kTmInvalid) << "truncated to " << len;
+  }
+  std::vector<uint8_t> longer = s.blob;
+  longer.push_back(0);
+  EXPECT_EQ(unseal_in(enclave_, longer).rc, kTmInvalid);
+  // A too-small output is a capacity error, distinct from a bad blob.
+  EXPECT_EQ(unseal_in(enclave_, s.blob, text.size() - 1).rc, kTmTooLarge);
+  EXPECT_EQ(unseal_in(enclave_, s.blob, text.size(), aad.size() - 1).rc, kTmTooLarge);
+  // The original still unseals.
+  EXPECT_EQ(unseal_in(enclave_, s.blob).rc, kTmOk);
+}
+
+TEST_F(RuntimeTest, SelfReportVerifiesAndNamesTheEnclave) {
+  std::vector<uint8_t> data(64);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(0xa0 + i);
+  sgx::Report r = report_of(enclave_, data);
+  EXPECT_EQ(lower_hex(r.mr_enclave, 32), lowered(enclave_->info().mrenclave_hex));
+  EXPECT_EQ(lower_hex(r.mr_signer, 32), lowered(enclave_->info().mrsigner_hex));
+  EXPECT_EQ(r.isv_prod_id, 7);
+  EXPECT_EQ(r.isv_svn, 3);
+  EXPECT_EQ(memcmp(r.report_data, data.data(), 64), 0);
+  EXPECT_TRUE(r.attributes.flags & sgx::kAttrInit);
+  EXPECT_TRUE(r.attributes.flags & sgx::kAttrDebug);
+  EXPECT_EQ(verify_in(enclave_, r), kTmOk);
+
+  sgx::Report changed = r;
+  changed.report_data[17] ^= 1;
+  EXPECT_EQ(verify_in(enclave_, changed), kTmMac);
+  changed = r;
+  changed.isv_svn = 4;
+  EXPECT_EQ(verify_in(enclave_, changed), kTmMac);
+  changed = r;
+  changed.mac[0] ^= 0x80;
+  EXPECT_EQ(verify_in(enclave_, changed), kTmMac);
+  changed = r;
+  changed.key_id[3] ^= 1;
+  EXPECT_EQ(verify_in(enclave_, changed), kTmMac);
+  // A report for nobody (all-zero TARGETINFO) is not verifiable here.
+  const sgx::TargetInfo none{};
+  EXPECT_EQ(verify_in(enclave_, report_of(enclave_, data, &none)), kTmMac);
+}
+
+TEST_F(RuntimeTest, SealKeysDependOnKeyIdAndPolicy) {
+  Key a1 = key_in(enclave_, kKeyNameSeal, kSealMrEnclave, 0x11);
+  Key a2 = key_in(enclave_, kKeyNameSeal, kSealMrEnclave, 0x11);
+  Key b = key_in(enclave_, kKeyNameSeal, kSealMrEnclave, 0x12);
+  Key s = key_in(enclave_, kKeyNameSeal, kSealMrSigner, 0x11);
+  ASSERT_EQ(a1.rc, kTmOk);
+  ASSERT_EQ(a2.rc, kTmOk);
+  ASSERT_EQ(b.rc, kTmOk);
+  ASSERT_EQ(s.rc, kTmOk);
+  EXPECT_EQ(a1.key, a2.key) << "same KEYID, same key";
+  EXPECT_NE(a1.key, b.key) << "different KEYID, different key";
+  EXPECT_NE(a1.key, s.key) << "MRENCLAVE and MRSIGNER keys differ";
+  EXPECT_NE(a1.key, std::vector<uint8_t>(16, 0));
+  Key r1 = key_in(enclave_, kKeyNameReport, 0, 0x11);
+  Key r2 = key_in(enclave_, kKeyNameReport, 0, 0x11);
+  ASSERT_EQ(r1.rc, kTmOk);
+  EXPECT_EQ(r1.key, r2.key);
+  EXPECT_NE(r1.key, a1.key);
+  EXPECT_EQ(key_in(enclave_, 0, kSealMrEnclave, 0x11).rc, kTmInvalid) << "EINITTOKEN key";
+  EXPECT_EQ(key_in(enclave_, kKeyNameSeal, 0, 0x11).rc, kTmInvalid) << "no policy";
+  EXPECT_EQ(key_in(enclave_, kKeyNameSeal, 0x8000, 0x11).rc, kTmInvalid) << "unknown policy bit";
+}
+
+TEST_F(RuntimeTest, SameImageLoadedTwiceUnsealsMrenclaveBlob) {
+  auto copy = Enclave::load(enclave_path("test_enclave.tme"));
+  ASSERT_TRUE(copy.ok()) << copy.status().to_string();
+  EXPECT_EQ((*copy)->info().mrenclave_hex, enclave_->info().mrenclave_hex);
+  Sealed s = seal_in(enclave_, kSealMrEnclave, "for my twin", "aad");
+  ASSERT_EQ(s.seal_rc, kTmOk);
+  Unsealed u = unseal_in(copy->get(), s.blob);
+  ASSERT_EQ(u.rc, kTmOk);
+  EXPECT_EQ(u.text, "for my twin");
+}
+
+// The test enclave re-packed and re-signed with the same development key,
+// ISVSVN 4 instead of 3 and another max_call_buffer (so another MRENCLAVE,
+// the same MRSIGNER): "the next version of the same signer's enclave".
+class SealVersionTest : public RuntimeTest {
+ protected:
+  static std::string source_dir() {
+    if (const char* s = std::getenv("TEEMATE_SOURCE_DIR"); s && *s) return s;
+    return std::filesystem::path(__FILE__).parent_path().parent_path().parent_path().string();
+  }
+  static std::string build_dir() {
+    const char* d = std::getenv("TEEMATE_BUILD_DIR");
+    return d ? d : "build";
+  }
+  static std::string replace_once(std::string text, const std::string& from, const std::string& to) {
+    size_t at = text.find(from);
+    if (at == std::string::npos) return {};
+    return text.replace(at, from.size(), to);
+  }
+  // Packs and signs the next version with the teemate CLI, then loads it.
+  static void SetUpTestSuite() {
+    RuntimeTest::SetUpTestSuite();
+    namespace fs = std::filesystem;
+    dir_ = build_dir() + "/tests/seal-next-version-" + std::to_string(getpid());
+    fs::create_directories(dir_);
+    std::ifstream in(source_dir() + "/tests/enclaves/test_enclave.toml");
+    ASSERT_TRUE(in) << "cannot read test_enclave.toml under " << source_dir();
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string toml = replace_once(text.str(), "isv_svn = 3", "isv_svn = 4");
+    toml = replace_once(toml, "max_call_buffer = \"32M\"", "max_call_buffer = \"16M\"");
+    ASSERT_FALSE(toml.empty()) << "test_enclave.toml no longer has isv_svn = 3 and max_call_buffer = \"32M\"";
+    std::ofstream(dir_ + "/next.toml") << toml;
+    const std::string b = build_dir();
+    const std::string cmd = "'" + b + "/bin/teemate' pack --config '" + dir_ + "/next.toml' --elf '" + b +
+                            "/enclaves/test_enclave.elf' -o '" + dir_ + "/next.unsigned.tme' > '" + dir_ +
+                            "/log' 2>&1 && '" + b + "/bin/teemate' sign --key '" + b +
+                            "/keys/dev-signing-key.pem' -o '" + dir_ + "/next.tme' '" + dir_ +
+                            "/next.unsigned.tme' >> '" + dir_ + "/log' 2>&1";
+    if (std::system(cmd.c_str()) != 0) {
+      std::ifstream log(dir_ + "/log");
+      std::stringstream l;
+      l << log.rdbuf();
+      FAIL() << cmd << "\n" << l.str();
+    }
+    auto e = Enclave::load(dir_ + "/next.tme");
+    ASSERT_TRUE(e.ok()) << e.status().to_string();
+    next_ = std::move(e).value().release();
+  }
+  static void TearDownTestSuite() {
+    delete next_;
+    next_ = nullptr;
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+    RuntimeTest::TearDownTestSuite();
+  }
+  void SetUp() override { ASSERT_NE(next_, nullptr) << "the next version was not built"; }
+  static Enclave* next_;
+  static std::string dir_;
+};
+Enclave* SealVersionTest::next_ = nullptr;
+std::string SealVersionTest::dir_;
+
+TEST_F(SealVersionTest, NextVersionHasSameSignerOtherMeasurement) {
+  EXPECT_EQ(next_->info().mrsigner_hex, enclave_->info().mrsigner_hex);
+  EXPECT_NE(next_->info().mrenclave_hex, enclave_->info().mrenclave_hex);
+  EXPECT_EQ(report_of(next_, std::vector<uint8_t>(64)).isv_svn, 4);
+}
+
+TEST_F(SealVersionTest, MrsignerBlobUnsealsInNextVersionOnly) {
+  Sealed old_blob = seal_in(enclave_, kSealMrSigner, "carried forward", "v3");
+  ASSERT_EQ(old_blob.seal_rc, kTmOk);
+  Unsealed u = unseal_in(next_, old_blob.blob);
+  ASSERT_EQ(u.rc, kTmOk) << "ISVSVN 4 must unseal what ISVSVN 3 sealed to MRSIGNER";
+  EXPECT_EQ(u.text, "carried forward");
+  EXPECT_EQ(u.aad, "v3");
+  // Re-sealed by the new version, the blob names ISVSVN 4: the old version
+  // cannot derive that key (no downgrade).
+  Sealed new_blob = seal_in(next_, kSealMrSigner, "newer secret", "v4");
+  ASSERT_EQ(new_blob.seal_rc, kTmOk);
+  EXPECT_EQ(new_blob.blob[8], 4);
+  EXPECT_EQ(unseal_in(enclave_, new_blob.blob).rc, kTmInvalid);
+}
+
+TEST_F(SealVersionTest, MrenclaveBlobIsRefusedByAnotherMeasurement) {
+  Sealed s = seal_in(enclave_, kSealMrEnclave, "only for this build", "");
+  ASSERT_EQ(s.seal_rc, kTmOk);
+  EXPECT_EQ(unseal_in(next_, s.blob).rc, kTmMac);
+  EXPECT_EQ(unseal_in(enclave_, s.blob).rc, kTmOk);
+}
+
+TEST_F(SealVersionTest, ReportTargetedAtAnotherEnclaveVerifiesOnlyThere) {
+  // TARGETINFO of the next version, from its own report (as the host would
+  // relay it in local attestation).
+  sgx::Report self = report_of(next_, std::vector<uint8_t>(64));
+  sgx::TargetInfo target{};
+  memcpy(target.mr_enclave, self.mr_enclave, 32);
+  target.attributes = self.attributes;
+  target.misc_select = self.misc_select;
+  std::vector<uint8_t> data(64, 0x5a);
+  sgx::Report r = report_of(enclave_, data, &target);
+  EXPECT_EQ(lower_hex(r.mr_enclave, 32), lowered(enclave_->info().mrenclave_hex));
+  EXPECT_EQ(verify_in(next_, r), kTmOk);
+  EXPECT_EQ(verify_in(enclave_, r), kTmMac);
+  r.report_data[0] ^= 1;
+  EXPECT_EQ(verify_in(next_, r), kTmMac);
 }
 
 }  // namespace

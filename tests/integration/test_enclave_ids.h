@@ -18,6 +18,9 @@ enum TestEcall : unsigned {
   kEcallSealRoundTrip = 0x10c,
   kEcallUnseal = 0x10d,
   kEcallReport = 0x10e,
+  // Sealing and reports, continued (ids 0x120.. kept for them).
+  kEcallVerifyReport = 0x120,
+  kEcallGetKey = 0x121,
 };
 
 enum TestOcall : unsigned {

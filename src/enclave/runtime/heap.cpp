@@ -65,8 +65,8 @@ void heap_init(void* start, size_t size) {
 }
 
 void* heap_alloc(size_t size, size_t align) {
+  if (align == 0 || (align & (align - 1)) || align > 4096 || size > g_total) return nullptr;
   if (align < kAlign) align = kAlign;
-  if (size > g_total || align > 4096 || (align & (align - 1))) return nullptr;
   size_t need = (size + kHeader + kFooter + kAlign - 1) & ~(kAlign - 1);
   if (need < kMinBlock) need = kMinBlock;
   const size_t worst = need + (align > kAlign ? align + kMinBlock : 0);
@@ -166,6 +166,12 @@ using teemate::trts::heap_free;
 extern "C" {
 size_t tm_heap_used(void) { return teemate::trts::g_used; }
 size_t tm_heap_size(void) { return teemate::trts::g_total; }
+}
+
+// The C allocation functions (left out when the allocator is unit-tested
+// on the host, where they would replace the host's own).
+#ifndef TEEMATE_HEAP_NO_LIBC_NAMES
+extern "C" {
 
 void* malloc(size_t n) { return heap_alloc(n ? n : 1, 16); }
 void free(void* p) { heap_free(p); }
@@ -190,6 +196,7 @@ void* realloc(void* p, size_t n) {
 void* aligned_alloc(size_t align, size_t n) { return heap_alloc(n ? n : 1, align); }
 void* memalign(size_t align, size_t n) { return heap_alloc(n ? n : 1, align); }
 int posix_memalign(void** out, size_t align, size_t n) {
+  if (align < sizeof(void*) || (align & (align - 1))) return 22; /* EINVAL */
   void* p = heap_alloc(n ? n : 1, align);
   if (!p) return 12; /* ENOMEM */
   *out = p;
@@ -197,3 +204,4 @@ int posix_memalign(void** out, size_t align, size_t n) {
 }
 size_t malloc_usable_size(void* p) { return teemate::trts::heap_usable_size(p); }
 }
+#endif

@@ -27,6 +27,7 @@ enum {
   TM_ERR_FAULT = 6,
   TM_ERR_OCALL_FAILED = 7,
   TM_ERR_APP = 10,
+  TM_ERR_MAC = 11, /* authentication failed: a sealed blob's tag or a REPORT's MAC */
 };
 
 #define TM_MAX_BUFFERS 4
@@ -112,6 +113,86 @@ typedef struct tm_spinlock {
 #define TM_SPINLOCK_INIT {0}
 void tm_spin_lock(tm_spinlock* lock);
 void tm_spin_unlock(tm_spinlock* lock);
+
+/* ---- Reports and keys (SGX EREPORT/EGETKEY) ----------------------------
+ * The same machine code runs on hardware and on the sim backend (which
+ * emulates ENCLU; its keys derive from a per-host root key file and protect
+ * nothing from the host). See docs/sealing.md. */
+#define TM_REPORT_SIZE 432
+#define TM_REPORT_BODY_SIZE 384 /* the part the REPORT's MAC covers */
+#define TM_REPORT_DATA_SIZE 64
+#define TM_TARGET_INFO_SIZE 512
+#define TM_KEY_ID_SIZE 32
+#define TM_KEY_SIZE 16
+
+/* KEYNAME and KEYPOLICY values of EGETKEY's KEYREQUEST. */
+enum { TM_KEY_NAME_REPORT = 3, TM_KEY_NAME_SEAL = 4 };
+enum { TM_KEY_POLICY_MRENCLAVE = 0x0001, TM_KEY_POLICY_MRSIGNER = 0x0002 };
+
+/* EGETKEY. For TM_KEY_NAME_SEAL, `key_policy` is MRENCLAVE, MRSIGNER or
+ * both, and the request carries this enclave's own ISVSVN and CPUSVN (read
+ * from a REPORT of itself), ATTRIBUTEMASK 0xFF0000000000000B/XFRM 0 and
+ * MISCMASK 0xF0000000 (the SGX SDK's defaults). For TM_KEY_NAME_REPORT only
+ * `key_id` matters. Returns TM_OK, or TM_ERR_INVALID for a bad argument or a
+ * request the CPU refused. The caller zeroes `key_out` after use. */
+int tm_get_key(uint16_t key_name, uint16_t key_policy, const uint8_t key_id[TM_KEY_ID_SIZE],
+               uint8_t key_out[TM_KEY_SIZE]);
+
+/* EREPORT: a REPORT of this enclave for the enclave described by
+ * `target_info` (a TARGETINFO, 512 bytes), carrying `report_data` (64 bytes;
+ * NULL means zeros). `target_info` NULL targets this enclave itself, so
+ * that tm_verify_report here accepts it. Returns TM_OK or TM_ERR_INVALID. */
+int tm_report(const uint8_t* target_info, const uint8_t* report_data, uint8_t report_out[TM_REPORT_SIZE]);
+
+/* Checks that `report` was made by an enclave on this machine for this
+ * enclave: recomputes the AES-128-CMAC over its first 384 bytes with the
+ * report key for its KEYID and compares in constant time. Returns TM_OK,
+ * TM_ERR_MAC, or TM_ERR_INVALID for a NULL pointer. */
+int tm_verify_report(const uint8_t report[TM_REPORT_SIZE]);
+
+/* ---- Sealing ------------------------------------------------------------
+ * AES-128-GCM under a fresh EGETKEY seal key per blob (a random KEYID is
+ * part of the derivation). Blob format (docs/sealing.md), little-endian:
+ *   0 magic "TMSL" | 4 version u16 (1) | 6 key policy u16 | 8 ISVSVN u16 |
+ *   10 reserved u16 (0) | 12 AAD length u32 | 16 text length u32 |
+ *   20 IV (12) | 32 CPUSVN (16) | 48 KEYID (32) | 80 AAD | ciphertext | tag (16)
+ * The 80-byte header and the AAD are authenticated; the text is encrypted.
+ * All buffers must lie inside the enclave (TM_ERR_BUFFER_RANGE otherwise);
+ * outputs must not overlap inputs. */
+#define TM_SEAL_MRENCLAVE TM_KEY_POLICY_MRENCLAVE /* only this exact enclave unseals */
+#define TM_SEAL_MRSIGNER TM_KEY_POLICY_MRSIGNER   /* same signer and product, same or newer ISVSVN */
+#define TM_SEAL_HEADER_SIZE 80
+#define TM_SEAL_TAG_SIZE 16
+
+/* Size of a blob for these lengths, or 0 when a length exceeds the format's
+ * limit (each at most 0xFFFFFFFF bytes). */
+size_t tm_sealed_size(size_t plaintext_len, size_t aad_len);
+
+/* Seals `plaintext` (and authenticates `aad`, which stays readable) into
+ * `out`, which needs tm_sealed_size(len, aad_len) bytes. Returns TM_OK
+ * and the blob in out[0, tm_sealed_size(...)); TM_ERR_INVALID for a bad
+ * policy or pointer, TM_ERR_TOO_LARGE when a length exceeds the format or
+ * `out_cap` is too small, TM_ERR_FAULT when randomness or a key is
+ * unavailable. On failure `out` holds no partial blob. */
+int tm_seal(uint16_t policy, const void* aad, size_t aad_len, const void* plaintext, size_t len, void* out,
+            size_t out_cap);
+
+/* Reads the AAD and text lengths of a blob without unsealing it: TM_OK, or
+ * TM_ERR_INVALID when the header is malformed or disagrees with `blob_len`. */
+int tm_sealed_lengths(const void* blob, size_t blob_len, size_t* aad_len, size_t* text_len);
+
+/* Unseals a blob: checks its header and every length (hostile input), derives
+ * the key from the blob's policy, KEYID, ISVSVN and CPUSVN, and verifies the
+ * tag before releasing anything. `aad_out` may be NULL (the AAD is still
+ * authenticated); the lengths written are reported through `aad_len_out` and
+ * `out_len` (either may be NULL). Returns TM_OK; TM_ERR_INVALID for a
+ * malformed or truncated blob, or one sealed by a newer ISVSVN/CPUSVN than
+ * this enclave's; TM_ERR_MAC when authentication fails (a changed byte,
+ * another enclave's or signer's blob); TM_ERR_TOO_LARGE when a capacity is
+ * too small. On failure the outputs hold nothing of the blob (a text buffer
+ * that decryption had begun to fill is zeroed). */
+int tm_unseal(const void* blob, size_t blob_len, void* aad_out, size_t aad_cap, size_t* aad_len_out,
+              void* out, size_t out_cap, size_t* out_len);
 
 /* Terminates the current ECALL with an error (never returns). */
 __attribute__((noreturn)) void tm_abort(const char* why);
