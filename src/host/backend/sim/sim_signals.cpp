@@ -107,9 +107,29 @@ bool page_has(const SimEnclaveState* st, uint64_t addr, uint64_t len, uint8_t pe
   return true;
 }
 
+// A host thread's own FS/GS bases and tid never change, so EENTER reads
+// them once per thread (each read is a system call).
+struct HostThread {
+  bool known = false;
+  uint64_t fs = 0, gs = 0;
+  uint32_t tid = 0;
+};
+thread_local HostThread t_host;
+
+const HostThread& host_thread() {
+  if (!t_host.known) {
+    t_host.fs = rdfsbase();
+    t_host.gs = rdgsbase();
+    t_host.tid = current_tid();
+    t_host.known = true;
+  }
+  return t_host;
+}
+
 void save_host_and_block(SimTcs* t, ucontext_t* uc) {
-  t->host_fs = rdfsbase();
-  t->host_gs = rdgsbase();
+  const HostThread& h = host_thread();
+  t->host_fs = h.fs;
+  t->host_gs = h.gs;
   t->aep = static_cast<uint64_t>(R(uc, REG_RCX));
   t->host_sigmask = sigmask_word(uc);
   sigmask_word(uc) = t->host_sigmask | async_block_mask();
@@ -121,7 +141,7 @@ const void* emulate_eenter(ucontext_t* uc) {
   SimTcs* t = registry_find_tcs(static_cast<uint64_t>(R(uc, REG_RBX)), &st);
   if (!t || !st->initialized.load(std::memory_order_acquire)) return enclu_fault(uc, sgx::kVecGP);
   uint32_t expected = 0;
-  if (!t->busy.compare_exchange_strong(expected, current_tid(), std::memory_order_acquire)) {
+  if (!t->busy.compare_exchange_strong(expected, host_thread().tid, std::memory_order_acquire)) {
     return enclu_fault(uc, sgx::kVecGP);  // TCS busy
   }
   if (t->cssa >= t->nssa) {
@@ -144,7 +164,7 @@ const void* emulate_eresume(ucontext_t* uc) {
   SimTcs* t = registry_find_tcs(static_cast<uint64_t>(R(uc, REG_RBX)), &st);
   if (!t || !st->initialized.load(std::memory_order_acquire)) return enclu_fault(uc, sgx::kVecGP);
   uint32_t expected = 0;
-  if (!t->busy.compare_exchange_strong(expected, current_tid(), std::memory_order_acquire)) {
+  if (!t->busy.compare_exchange_strong(expected, host_thread().tid, std::memory_order_acquire)) {
     return enclu_fault(uc, sgx::kVecGP);
   }
   if (t->cssa == 0) {
