@@ -42,7 +42,13 @@ struct EnclaveMeta {
   uint64_t max_call_buffer;  // largest single ECALL/OCALL buffer, bytes
   uint32_t misc_select;
   uint32_t debug;
-  uint8_t reserved[4096 - 120];
+  // The image's whole configuration record (the .tme config section), so
+  // that every config field -- ISV identity, masks included -- is measured
+  // and readable by the enclave.
+  uint32_t config_record_size;
+  uint32_t reserved0;
+  uint8_t config_record[256];
+  uint8_t reserved[4096 - 128 - 256];
 };
 static_assert(sizeof(EnclaveMeta) == 4096);
 

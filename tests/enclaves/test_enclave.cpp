@@ -4,10 +4,19 @@
 // mirrored in tests/integration/test_enclave_ids.h. Test-only: it hands seal
 // keys to the host, which no real enclave may do.
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <atomic>
+#include <memory>
+#include <vector>
 
 #include "teemate/trusted.h"
 #include "../integration/test_enclave_ids.h"
@@ -210,6 +219,73 @@ int get_key(tm_call* c) {
   return TM_OK;
 }
 TM_ECALL(kEcallGetKey, get_key);
+
+
+// ---- The C and C++ library inside the enclave ---------------------------
+
+int libc_functions(tm_call* c) {
+  if (c->nbufs != 1 || c->bufs[0].size < 128) return TM_ERR_INVALID;
+  int values[] = {5, 3, 9, 1, 7};
+  qsort(values, 5, sizeof(int), [](const void* a, const void* b) {
+    return *static_cast<const int*>(a) - *static_cast<const int*>(b);
+  });
+  double parsed = strtod("2.5e1", nullptr);
+  int n = snprintf(static_cast<char*>(c->bufs[0].data), c->bufs[0].size, "%d%d%d%d%d %.4f %g %s %#x",
+                   values[0], values[1], values[2], values[3], values[4], sqrt(2.0), parsed, "ok", 255);
+  if (n < 0) return TM_ERR_APP;
+  c->bufs[0].out_size = static_cast<size_t>(n);
+  return TM_OK;
+}
+TM_ECALL(kEcallLibc, libc_functions);
+
+int time_and_random(tm_call* c) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_REALTIME, &ts) != 0) return TM_ERR_APP;
+  c->scalars[0] = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+  if (tm_random(&c->scalars[1], 8) != TM_OK || getentropy(&c->scalars[2], 8) != 0) return TM_ERR_APP;
+  return TM_OK;
+}
+TM_ECALL(kEcallTimeRandom, time_and_random);
+
+struct Counter {
+  int value;
+  Counter() : value(++constructions) {}
+  static int constructions;
+};
+int Counter::constructions = 0;
+
+int cxx_features(tm_call* c) {
+  static Counter once;  // guarded static-local initialisation
+  std::vector<uint64_t> v;
+  for (uint64_t i = c->scalars[0]; i > 0; --i) v.push_back(i);
+  std::sort(v.begin(), v.end());
+  auto owned = std::make_unique<uint64_t[]>(v.size() + 1);
+  uint64_t sum = 0;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i > 0 && v[i - 1] > v[i]) return TM_ERR_APP;
+    owned[i] = v[i];
+    sum += owned[i];
+  }
+  c->scalars[1] = sum;
+  c->scalars[2] = static_cast<uint64_t>(Counter::constructions + once.value - 1);
+  return TM_OK;
+}
+TM_ECALL(kEcallCxx, cxx_features);
+
+// Recurses until the stack's guard page stops it (the limit is far beyond
+// any stack an enclave may have).
+__attribute__((noinline)) uint64_t recurse(volatile uint8_t* prev, uint64_t depth) {
+  volatile uint8_t frame[512];
+  frame[0] = static_cast<uint8_t>(depth);
+  if (prev) frame[1] = prev[0];
+  if (depth > (uint64_t{1} << 40)) return frame[1];
+  return recurse(frame, depth + 1) + frame[1];
+}
+int stack_overflow(tm_call* c) {
+  c->scalars[0] = recurse(nullptr, 0);
+  return TM_OK;
+}
+TM_ECALL(kEcallStackOverflow, stack_overflow);
 
 }  // namespace
 

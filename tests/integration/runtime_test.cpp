@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
+#include <ctime>
 #include <cctype>
 #include <cstdlib>
 #include <filesystem>
@@ -199,6 +201,49 @@ TEST_F(RuntimeTest, HeapDoesNotLeakAcrossCalls) {
   CallArgs s2;
   ASSERT_TRUE(enclave_->call(kEcallHeapStats, s2).ok());
   EXPECT_EQ(s1.scalar_value(0), s2.scalar_value(0));
+}
+
+TEST_F(RuntimeTest, MuslPureFunctionsWorkInside) {
+  std::vector<uint8_t> out(256);
+  CallArgs a;
+  a.out(out);
+  ASSERT_TRUE(enclave_->call(kEcallLibc, a).ok());
+  std::string text(reinterpret_cast<const char*>(out.data()), a.buffer(0).out_size);
+  EXPECT_EQ(text, "13579 1.4142 25 ok 0xff");
+}
+
+TEST_F(RuntimeTest, TimeComesFromTheHostAndRandomnessFromInside) {
+  CallArgs a, b;
+  ASSERT_TRUE(enclave_->call(kEcallTimeRandom, a).ok());
+  ASSERT_TRUE(enclave_->call(kEcallTimeRandom, b).ok());
+  struct timespec now {};
+  clock_gettime(CLOCK_REALTIME, &now);
+  const double host_ns = static_cast<double>(now.tv_sec) * 1e9 + static_cast<double>(now.tv_nsec);
+  EXPECT_LT(std::abs(host_ns - static_cast<double>(a.scalar_value(0))), 5e9);
+  EXPECT_LE(a.scalar_value(0), b.scalar_value(0));
+  EXPECT_NE(a.scalar_value(1), a.scalar_value(2));
+  EXPECT_NE(a.scalar_value(1), b.scalar_value(1));
+}
+
+TEST_F(RuntimeTest, CxxContainersNewDeleteAndStaticInit) {
+  for (int round = 0; round < 3; ++round) {
+    CallArgs a;
+    a.scalar(0, 1000);
+    ASSERT_TRUE(enclave_->call(kEcallCxx, a).ok());
+    EXPECT_EQ(a.scalar_value(1), 500500u);
+    EXPECT_EQ(a.scalar_value(2), 1u) << "a static local was constructed more than once";
+  }
+}
+
+TEST_F(RuntimeTest, StackOverflowIsReportedAndSurvived) {
+  CallArgs a;
+  Status st = enclave_->call(kEcallStackOverflow, a);
+  ASSERT_EQ(st.code(), Code::kEnclaveFault) << st.to_string();
+  EXPECT_NE(st.message().find("#PF"), std::string::npos) << st.message();
+  CallArgs b;
+  b.scalar(0, 2).scalar(1, 3);
+  ASSERT_TRUE(enclave_->call(kEcallAdd, b).ok());
+  EXPECT_EQ(b.scalar_value(2), 5u);
 }
 
 TEST(RuntimeLoad, MissingImageNamesThePath) {

@@ -21,6 +21,11 @@ enum TestEcall : unsigned {
   // Sealing and reports, continued (ids 0x120.. kept for them).
   kEcallVerifyReport = 0x120,
   kEcallGetKey = 0x121,
+  // The C and C++ library inside the enclave.
+  kEcallLibc = 0x130,        // bufs[0] out: text made with snprintf/strtod/sqrt/qsort
+  kEcallTimeRandom = 0x131,  // scalars[0] out: realtime ns; [1], [2] out: two random words
+  kEcallCxx = 0x132,         // scalars[0] in: n; scalars[1] out: sum of a sorted vector; [2] out: static-init count
+  kEcallStackOverflow = 0x133,
 };
 
 enum TestOcall : unsigned {

@@ -57,3 +57,17 @@ void __cxa_guard_abort(uint64_t* g) {
   __atomic_store_n(&b[1], 0, __ATOMIC_RELEASE);
 }
 }
+
+// libstdc++'s headers call these on errors even without exceptions; in an
+// enclave each one fails the current ECALL.
+namespace std {
+void __throw_bad_alloc() { tm_abort("std::bad_alloc"); }
+void __throw_bad_array_new_length() { tm_abort("std::bad_array_new_length"); }
+void __throw_length_error(const char* what) { tm_abort(what ? what : "std::length_error"); }
+void __throw_out_of_range(const char* what) { tm_abort(what ? what : "std::out_of_range"); }
+void __throw_out_of_range_fmt(const char* fmt, ...) { tm_abort(fmt ? fmt : "std::out_of_range"); }
+void __throw_invalid_argument(const char* what) { tm_abort(what ? what : "std::invalid_argument"); }
+void __throw_logic_error(const char* what) { tm_abort(what ? what : "std::logic_error"); }
+void __throw_bad_function_call() { tm_abort("std::bad_function_call"); }
+void __throw_bad_optional_access() { tm_abort("std::bad_optional_access"); }
+}  // namespace std

@@ -134,6 +134,10 @@ Result<Layout> Layout::compute(const ElfImage& elf, const EnclaveConfig& config)
   m.max_call_buffer = config.max_call_buffer;
   m.misc_select = config.misc_select;
   m.debug = config.debug ? 1 : 0;
+  const std::vector<uint8_t> record = serialize_config(config);
+  static_assert(sizeof(m.config_record) >= 128);
+  m.config_record_size = static_cast<uint32_t>(std::min(record.size(), sizeof(m.config_record)));
+  memcpy(m.config_record, record.data(), m.config_record_size);
   return l;
 }
 

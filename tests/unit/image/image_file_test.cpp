@@ -271,24 +271,40 @@ TEST(ImageSignature, TamperedElfIsRefused) {
 
 TEST(ImageSignature, ConfigIdentityMustMatchSigstruct) {
   LoadedImage img = signed_image();
+  const sgx::Digest mr = img.layout.measure();
+  // A SIGSTRUCT over the right measurement whose identity fields disagree
+  // with the config is refused, naming the field.
   struct Case {
     const char* needle;
-    void (*change)(EnclaveConfig&);
+    void (*change)(sgx::SigstructFields&);
   } cases[] = {
-      {"ISVPRODID", [](EnclaveConfig& c) { c.isv_prod_id++; }},
-      {"ISVSVN", [](EnclaveConfig& c) { c.isv_svn++; }},
-      {"MISCMASK", [](EnclaveConfig& c) { c.misc_mask = 1; }},
-      {"ATTRIBUTES.FLAGS", [](EnclaveConfig& c) { c.attributes = sgx::kAttrProvisionKey; }},
-      {"ATTRIBUTES.XFRM", [](EnclaveConfig& c) { c.xfrm = 7; }},
-      {"ATTRIBUTEMASK.FLAGS", [](EnclaveConfig& c) { c.attributes_mask = 1; }},
-      {"ATTRIBUTEMASK.XFRM", [](EnclaveConfig& c) { c.xfrm_mask = 7; }},
+      {"ISVPRODID", [](sgx::SigstructFields& f) { f.isv_prod_id++; }},
+      {"ISVSVN", [](sgx::SigstructFields& f) { f.isv_svn++; }},
+      {"MISCMASK", [](sgx::SigstructFields& f) { f.misc_mask = 1; }},
+      {"ATTRIBUTES.FLAGS", [](sgx::SigstructFields& f) { f.attributes.flags |= sgx::kAttrProvisionKey; }},
+      {"ATTRIBUTES.XFRM", [](sgx::SigstructFields& f) { f.attributes.xfrm = 7; }},
+      {"ATTRIBUTEMASK.FLAGS", [](sgx::SigstructFields& f) { f.attribute_mask.flags = 1; }},
+      {"ATTRIBUTEMASK.XFRM", [](sgx::SigstructFields& f) { f.attribute_mask.xfrm = 7; }},
   };
   for (const Case& c : cases) {
+    sgx::SigstructFields fields = sigstruct_fields_for(img.layout, mr);
+    c.change(fields);
+    Result<sgx::Sigstruct> sig = sgx::sign_sigstruct(fields, test_key());
+    ASSERT_TRUE(sig.ok()) << sig.status().to_string();
     ImageFile f = img.file;
-    c.change(f.config);
+    f.sigstruct = *sig;
     Status st = check_image_signature(load(f));
     ASSERT_FALSE(st.ok()) << c.needle;
     EXPECT_NE(st.message().find(c.needle), std::string::npos) << st.message();
+  }
+  // Every config field is measured (the metadata page holds the config
+  // record), so changing one after signing breaks ENCLAVEHASH.
+  {
+    ImageFile f = img.file;
+    f.config.isv_svn++;
+    Status st = check_image_signature(load(f));
+    ASSERT_FALSE(st.ok());
+    EXPECT_NE(st.message().find("ENCLAVEHASH"), std::string::npos) << st.message();
   }
   // Measured fields change MRENCLAVE itself.
   ImageFile f = img.file;

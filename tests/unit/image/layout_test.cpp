@@ -315,20 +315,22 @@ TEST(Layout, MeasurementChangesWithEveryMeasuredConfigField) {
   }
 }
 
-// ISV identity, ATTRIBUTES and the masks are SIGSTRUCT/SECS fields, not page
-// contents: as on SGX they leave MRENCLAVE alone (the signature check in
-// image_file ties them to the config instead).
-TEST(Layout, IdentityFieldsDoNotChangeMeasurement) {
+// ISV identity, ATTRIBUTES and the masks are SIGSTRUCT/SECS fields on SGX;
+// TeeMate also measures them through the config record in the metadata
+// page, so that every config field changes MRENCLAVE.
+TEST(Layout, IdentityFieldsChangeMeasurementToo) {
   const sgx::Digest d0 = compute(basic_elf(), EnclaveConfig{}).measure();
-  EnclaveConfig c;
-  c.isv_prod_id = 9;
-  c.isv_svn = 9;
-  c.misc_mask = 1;
-  c.attributes = sgx::kAttrProvisionKey;
-  c.attributes_mask = 1;
-  c.xfrm = 7;
-  c.xfrm_mask = 7;
-  EXPECT_EQ(compute(basic_elf(), c).measure(), d0);
+  void (*changes[])(EnclaveConfig&) = {
+      [](EnclaveConfig& c) { c.isv_prod_id = 9; },   [](EnclaveConfig& c) { c.isv_svn = 9; },
+      [](EnclaveConfig& c) { c.misc_mask = 1; },     [](EnclaveConfig& c) { c.attributes = sgx::kAttrProvisionKey; },
+      [](EnclaveConfig& c) { c.attributes_mask = 1; }, [](EnclaveConfig& c) { c.xfrm = 7; },
+      [](EnclaveConfig& c) { c.xfrm_mask = 7; },
+  };
+  for (auto change : changes) {
+    EnclaveConfig c;
+    change(c);
+    EXPECT_NE(compute(basic_elf(), c).measure(), d0);
+  }
 }
 
 TEST(Layout, MeasurementChangesWithAnyLoadedElfByte) {
