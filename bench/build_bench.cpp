@@ -14,6 +14,7 @@
 #include "host/backend/backend.h"
 #include "host/image/image_file.h"
 #include "host/image/layout.h"
+#include "host/runtime/image_loader.h"
 #include "sgx/arch.h"
 #include "teemate/enclave.h"
 
@@ -92,26 +93,12 @@ Status phased_build(const std::string& path, Samples* s) {
   t = Clock::now();
   auto backend = host::open_backend("sim");
   if (!backend.ok()) return backend.status();
-  host::CreateParams cp;
-  cp.size = layout.size();
-  cp.ssa_frame_pages = layout.ssa_frame_pages();
-  cp.misc_select = layout.misc_select();
-  cp.attributes = layout.attributes();
-  cp.isv_prod_id = layout.config().isv_prod_id;
-  cp.isv_svn = layout.config().isv_svn;
-  auto enclave = (*backend)->create(cp);
+  auto enclave = (*backend)->create(host::create_params_for(layout));
   if (!enclave.ok()) return enclave.status();
   const double ecreate = ms_since(t);
 
   t = Clock::now();
-  std::vector<uint8_t> page(sgx::kPageSize);
-  for (const image::PageRange& r : layout.ranges()) {
-    for (uint64_t i = 0; i < r.pages; ++i) {
-      layout.page_content(r, i, page.data());
-      Status st = (*enclave)->add_page(r.offset + i * sgx::kPageSize, page.data(), r.secinfo_flags, r.measured);
-      if (!st.ok()) return st;
-    }
-  }
+  if (Status added = host::add_image_pages(**enclave, layout); !added.ok()) return added;
   const double eadd = ms_since(t);
 
   t = Clock::now();

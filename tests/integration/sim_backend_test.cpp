@@ -15,6 +15,7 @@
 #include "common/enclave_abi.h"
 #include "host/backend/backend.h"
 #include "host/image/image_file.h"
+#include "host/runtime/image_loader.h"
 #include "test_enclave_ids.h"
 
 namespace teemate {
@@ -48,16 +49,7 @@ Result<Built> build(const image::LoadedImage& img, host::CreateParams cp,
   return b;
 }
 
-host::CreateParams params_of(const image::Layout& l) {
-  host::CreateParams cp;
-  cp.size = l.size();
-  cp.ssa_frame_pages = l.ssa_frame_pages();
-  cp.misc_select = l.misc_select();
-  cp.attributes = l.attributes();
-  cp.isv_prod_id = l.config().isv_prod_id;
-  cp.isv_svn = l.config().isv_svn;
-  return cp;
-}
+host::CreateParams params_of(const image::Layout& l) { return host::create_params_for(l); }
 
 class SimBackendTest : public ::testing::Test {
  protected:

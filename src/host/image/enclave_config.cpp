@@ -1,6 +1,7 @@
 // enclave.toml parsing (toml++), range checks and the fixed binary record a
 // .tme image carries. Never lets a toml++ exception escape, never accepts an
 // unknown key or an out-of-range value: every error names the key and limit.
+#include "host/image/le_bytes.h"
 #include "host/image/enclave_config.h"
 
 #include <toml++/toml.h>
@@ -12,6 +13,14 @@
 namespace teemate::image {
 
 namespace {
+
+using le::get16;
+using le::get32;
+using le::get64;
+using le::put16;
+using le::put32;
+using le::put64;
+
 
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kKiB = 1ull << 10, kMiB = 1ull << 20, kGiB = 1ull << 30;
@@ -212,26 +221,6 @@ constexpr uint8_t kRecordMagic[8] = {'T', 'M', 'C', 'O', 'N', 'F', 'I', 'G'};
 constexpr uint32_t kRecordVersion = 1;
 constexpr size_t kRecordSize = 128;
 
-void put16(uint8_t* p, uint16_t v) {
-  for (int i = 0; i < 2; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-void put32(uint8_t* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-void put64(uint8_t* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-uint16_t get16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
-uint32_t get32(const uint8_t* p) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
-uint64_t get64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
 
 // Record layout (all little-endian):
 //   0 magic "TMCONFIG"   8 u32 version   12 u32 record size (128)

@@ -2,6 +2,7 @@
 // serialisation, atomic writing, load_image() and the signature check.
 // Never trusts an offset or size from the file before checking it, and never
 // writes a partial image.
+#include "host/image/le_bytes.h"
 #include "host/image/image_file.h"
 
 #include <string.h>
@@ -15,26 +16,18 @@ namespace teemate::image {
 
 namespace {
 
+using le::get16;
+using le::get32;
+using le::get64;
+using le::put16;
+using le::put32;
+using le::put64;
+
+
 constexpr uint64_t kConfigOffset = 64;
 constexpr uint64_t kSigstructOffset = 192;
 constexpr uint64_t kElfOffset = 4096;
 
-void put32(uint8_t* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-void put64(uint8_t* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-uint32_t get32(const uint8_t* p) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
-uint64_t get64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
 
 bool in_bounds(uint64_t offset, uint64_t size, uint64_t total) {
   return offset <= total && size <= total - offset;

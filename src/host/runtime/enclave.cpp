@@ -19,6 +19,7 @@
 #include "common/enclave_abi.h"
 #include "host/backend/backend.h"
 #include "host/image/image_file.h"
+#include "host/runtime/image_loader.h"
 #include "sgx/measurement.h"
 
 namespace teemate {
@@ -128,22 +129,8 @@ class EnclaveImpl final : public Enclave {
     if (!image_->file.is_signed) return invalid_argument(path + ": image is not signed (run `teemate sign`)");
     TM_ASSIGN_OR_RETURN(backend_, host::open_backend(options.backend));
     const image::Layout& layout = image_->layout;
-    host::CreateParams cp;
-    cp.size = layout.size();
-    cp.ssa_frame_pages = layout.ssa_frame_pages();
-    cp.misc_select = layout.misc_select();
-    cp.attributes = layout.attributes();
-    cp.isv_prod_id = layout.config().isv_prod_id;
-    cp.isv_svn = layout.config().isv_svn;
-    TM_ASSIGN_OR_RETURN(enclave_, backend_->create(cp));
-    std::vector<uint8_t> page(sgx::kPageSize);
-    for (const image::PageRange& r : layout.ranges()) {
-      for (uint64_t i = 0; i < r.pages; ++i) {
-        layout.page_content(r, i, page.data());
-        TM_RETURN_IF_ERROR(enclave_->add_page(r.offset + i * sgx::kPageSize, page.data(), r.secinfo_flags,
-                                              r.measured).with_context(path));
-      }
-    }
+    TM_ASSIGN_OR_RETURN(enclave_, backend_->create(host::create_params_for(layout)));
+    TM_RETURN_IF_ERROR(host::add_image_pages(*enclave_, layout).with_context(path));
     TM_RETURN_IF_ERROR(enclave_->init(image_->file.sigstruct).with_context(path));
     const uint32_t n = layout.config().tcs_count;
     for (uint32_t i = 0; i < n; ++i) {
