@@ -60,6 +60,11 @@ enum EntryReason : uint64_t {
   kEntryEcall = 1,      // RSI: CallFrame*
   kEntryOcallReturn = 2,
   kEntryException = 3,  // CSSA > 0: run the enclave's exception handling
+  // CSSA > 0 after the thread that held the TCS died (its process ended):
+  // reset the thread's state instead of resuming it. The host ERESUMEs once
+  // the enclave has exited with kExitExceptionHandled; the reset code then
+  // exits with kExitReturn.
+  kEntryRecover = 4,
 };
 enum ExitReason : uint64_t {
   kExitReturn = 1,           // ECALL finished; RSI: status
@@ -130,6 +135,9 @@ inline constexpr uint32_t kFirstUserCall = 0x100;
 enum RuntimeEcall : uint32_t {
   kEcallRunMain = 1,   // bufs[0] in: argv as NUL-separated strings; scalars[0] out: exit code
   kEcallPing = 2,      // no arguments; proves the runtime is alive
+  // Forgets what a dead process left on this TCS at CSSA 0 (a pending OCALL
+  // and its ECALL chain). Entered by the daemon before re-leasing the TCS.
+  kEcallResetThread = 3,
 };
 enum RuntimeOcall : uint32_t {
   kOcallWrite = 1,       // scalars[0] fd (1 or 2); bufs[0] in; scalars[1] out: bytes written

@@ -10,6 +10,10 @@
 #include <optional>
 #include <string>
 #include <thread>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <vector>
 
 #include "common/enclave_abi.h"
@@ -161,6 +165,87 @@ TEST_F(SimBackendTest, SecondEenterOnABusyTcsFaults) {
   EXPECT_EQ(spinner_exit, abi::kExitReturn);
   // The TCS is usable again once the first thread left.
   EXPECT_EQ(raw_ecall(e, tcs0, kEcallAdd), abi::kExitReturn);
+}
+
+
+// Recovery as the daemon does it when a process dies: take the TCS back
+// (CSSA incremented, as after an AEX), enter the recovery path, ERESUME into
+// the reset code, and the TCS is clean for the next process.
+uint64_t recover(host::BackendEnclave& e, uint32_t index) {
+  auto cssa = e.reclaim_tcs(index);
+  if (!cssa.ok()) return 0xdead;
+  host::EnterContext ctx{};
+  ctx.tcs = e.tcs_address(index);
+  if (*cssa > 0) {
+    ctx.rdi = abi::kEntryRecover;
+    ctx.on_aex = no_aex;
+    ctx.resume_after_exception = 1;
+    e.enter(&ctx);
+    return ctx.out_rdi;
+  }
+  return raw_ecall(e, ctx.tcs, abi::kEcallResetThread);
+}
+
+TEST_F(SimBackendTest, ProcessKilledInsideAnEcallIsRecovered) {
+  auto b = build(*img_, params_of(img_->layout));
+  ASSERT_TRUE(b.ok());
+  ASSERT_TRUE(b->enclave->init(img_->file.sigstruct).ok());
+  host::BackendEnclave& e = *b->enclave;
+  const uint64_t tcs0 = e.tcs_address(0);
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    raw_ecall(e, tcs0, kEcallSpin);  // spins until killed
+    _exit(0);
+  }
+  // Wait until the child is inside TCS 0.
+  bool inside = false;
+  for (int i = 0; i < 400 && !inside; ++i) {
+    host::EnterContext busy{};
+    if (raw_ecall(e, tcs0, kEcallAdd, &busy) == host::kExitEncluFault) inside = true;
+    else std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_TRUE(inside);
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  EXPECT_EQ(e.tcs_cssa(0), 0u);
+  EXPECT_EQ(recover(e, 0), abi::kExitReturn);
+  EXPECT_EQ(e.tcs_cssa(0), 0u) << "recovery must ERESUME the frame the dead thread left";
+  host::EnterContext after{};
+  EXPECT_EQ(raw_ecall(e, tcs0, kEcallAdd, &after), abi::kExitReturn);
+  // The spinner's flag is still set (shared enclave state survives); release it.
+  EXPECT_EQ(raw_ecall(e, e.tcs_address(1), kEcallRelease), abi::kExitReturn);
+}
+
+TEST_F(SimBackendTest, ProcessKilledDuringAnOcallIsRecovered) {
+  auto b = build(*img_, params_of(img_->layout));
+  ASSERT_TRUE(b.ok());
+  ASSERT_TRUE(b->enclave->init(img_->file.sigstruct).ok());
+  host::BackendEnclave& e = *b->enclave;
+  const uint64_t tcs0 = e.tcs_address(0);
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // kEcallNested leaves the enclave for an OCALL; never answer it.
+    uint64_t exit = raw_ecall(e, tcs0, kEcallNested);
+    char c = exit == abi::kExitOcall ? 'o' : 'x';
+    (void)!write(ready[1], &c, 1);
+    pause();
+    _exit(0);
+  }
+  char c = 0;
+  ASSERT_EQ(read(ready[0], &c, 1), 1);
+  ASSERT_EQ(c, 'o');
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  EXPECT_EQ(e.tcs_cssa(0), 0u);
+  EXPECT_EQ(recover(e, 0), abi::kExitReturn);
+  host::EnterContext after{};
+  EXPECT_EQ(raw_ecall(e, tcs0, kEcallAdd, &after), abi::kExitReturn);
+  close(ready[0]);
+  close(ready[1]);
 }
 
 }  // namespace

@@ -104,6 +104,15 @@ extern "C" int64_t teemate_ecall_entry(uint64_t reason, uint64_t frame_addr, uin
   abi::CallFrame in;
   memcpy(&in, host_frame, sizeof(in));  // one read of host memory
   if (in.abi_version != abi::kAbiVersion) return abi::kErrAbi;
+  if (in.call_id == abi::kEcallResetThread) {
+    // Sent by the daemon, not by the process whose calls may be pending
+    // here: drop that dead chain, and make this entry's exit forget it too
+    // (the saved "previous entry frame" slot belongs to the dead chain).
+    teemate_reset_thread();
+    reinterpret_cast<uint64_t*>(td->entry_frame)[3] = 0;
+    host_frame->status = abi::kOk;
+    return abi::kOk;
+  }
 
   EcallState st{};
   st.outer = td->current_ecall;

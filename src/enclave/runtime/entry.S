@@ -95,6 +95,7 @@ teemate_enclave_entry:
     and $-16, %rsp
 4:  call .Lpush_entry_frame
     xor %ebp, %ebp
+    mov %rdi, %rsi                  /* entry reason: exception or recover */
     mov %rax, %rdi
     call teemate_exception_entry
     xor %esi, %esi
@@ -202,5 +203,17 @@ teemate_abort_stub:
     call teemate_abort_current_ecall
     ud2
     .size teemate_abort_stub, .-teemate_abort_stub
+
+/* ERESUME lands here after a recovery entry: the thread that held this TCS
+ * is gone; forget its state and exit to the host that recovers it. */
+    .globl teemate_reset_stub
+    .type teemate_reset_stub, @function
+teemate_reset_stub:
+    and $-16, %rsp
+    call teemate_reset_thread
+    xor %esi, %esi
+    mov $EXIT_RETURN, %edi
+    jmp teemate_eexit
+    .size teemate_reset_stub, .-teemate_reset_stub
 
     .section .note.GNU-stack, "", @progbits

@@ -76,9 +76,16 @@ int tm_unregister_exception_handler(tm_exception_handler handler) {
   return TM_ERR_INVALID;
 }
 
-void teemate_exception_entry(uint64_t cssa) {
+void teemate_exception_entry(uint64_t cssa, uint64_t reason) {
   ThreadData* td = current_td();
   sgx::GprSgx* g = ssa_gpr(td, cssa - 1);
+  if (reason == abi::kEntryRecover) {
+    // The interrupted thread's process is gone: resume into the reset stub
+    // at the top of the stack instead of into its code.
+    g->rip = reinterpret_cast<uint64_t>(&teemate_reset_stub);
+    g->rsp = td->stack_top - 256;
+    return;
+  }
   tm_exception_info info{};
   info.valid = sgx::exit_info_valid(g->exit_info) ? 1 : 0;
   info.vector = info.valid ? sgx::exit_info_vector(g->exit_info) : 0xffffffffu;
@@ -109,6 +116,22 @@ void teemate_exception_entry(uint64_t cssa) {
   td->pending_fault_rip = g->rip - globals().base;
   td->pending_fault_addr = info.fault_addr;
   redirect_to_abort(td, g);
+}
+
+// Forgets everything a dead thread left on this TCS: its ECALL chain (and
+// the heap copies of each call), a pending OCALL, a running main().
+void teemate_reset_thread(void) {
+  ThreadData* td = current_td();
+  for (EcallState* st = td->current_ecall; st; st = st->outer) {
+    for (void*& p : st->copies) {
+      heap_free(p);
+      p = nullptr;
+    }
+  }
+  td->current_ecall = nullptr;
+  td->ecall_depth = 0;
+  td->ocall_sp = 0;
+  td->main_frame = nullptr;
 }
 
 __attribute__((noreturn)) void teemate_abort_current_ecall(void) {

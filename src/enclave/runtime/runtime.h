@@ -60,6 +60,8 @@ extern "C" {
 int64_t teemate_do_ocall(uint64_t host_frame);
 __attribute__((noreturn)) void teemate_eexit(uint64_t reason, uint64_t value);
 void teemate_abort_stub(void);
+void teemate_reset_stub(void);
+void teemate_reset_thread(void);
 }
 
 #endif

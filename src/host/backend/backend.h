@@ -5,6 +5,7 @@
 // Thread-safety: create/add/init from one thread; enter() from any thread.
 #pragma once
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <memory>
@@ -31,7 +32,12 @@ struct EnterContext {
   // entry then returns with out_rdi = kExitAex).
   int (*on_aex)(EnterContext* ctx);
   void* user;
+  // Set for a recovery entry (abi::kEntryRecover): when the enclave exits
+  // with kExitExceptionHandled, ERESUME at once at the same stack depth;
+  // enter() then returns at the resumed code's EEXIT.
+  uint64_t resume_after_exception;
 };
+static_assert(offsetof(EnterContext, resume_after_exception) == 64, "sim_enclu.S reads it at 64");
 // enter() results beyond the enclave's own exit reasons.
 inline constexpr uint64_t kExitEncluFault = 0x100;
 
@@ -42,6 +48,15 @@ struct CreateParams {
   sgx::Attributes attributes{};
   uint16_t isv_prod_id = 0;
   uint16_t isv_svn = 0;
+};
+
+// What another process needs to map an initialised enclave at the same
+// base (aliasing): backend-specific file descriptors (owned by the
+// exporting enclave; the receiver duplicates what it keeps) and the range.
+struct AttachHandles {
+  std::vector<int> fds;  // sim: {enclave memory memfd, control memfd}
+  uint64_t base = 0;
+  uint64_t size = 0;
 };
 
 class BackendEnclave {
@@ -61,6 +76,21 @@ class BackendEnclave {
   // EENTER with ctx, handling OCALL exits is the caller's job: enter()
   // returns at every EEXIT. Thread-safe across different TCS.
   virtual void enter(EnterContext* ctx) = 0;
+
+  // ---- Sharing (owner side unless noted) -----------------------------------
+  // Handles to pass to another process (SCM_RIGHTS) so it can attach.
+  virtual Result<AttachHandles> export_handles() const = 0;
+  // Leases TCS `index` to process `pid` (0: any process). A thread of any
+  // other process that enters it faults as EENTER on a busy TCS does.
+  virtual Status set_tcs_lease(uint32_t index, int32_t pid) = 0;
+  virtual uint32_t tcs_count() const = 0;
+  virtual uint64_t tcs_address(uint32_t index) const = 0;
+  // Takes back a TCS left busy by a thread that no longer exists, reaching
+  // the state hardware leaves after an asynchronous exit (TCS free, CSSA
+  // incremented). Returns the CSSA afterwards. The caller must know the
+  // thread is gone (its process ended).
+  virtual Result<uint32_t> reclaim_tcs(uint32_t index) = 0;
+  virtual uint32_t tcs_cssa(uint32_t index) const = 0;
 };
 
 class Backend {
@@ -68,6 +98,9 @@ class Backend {
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
   virtual Result<std::unique_ptr<BackendEnclave>> create(const CreateParams& params) = 0;
+  // Maps an enclave another process built, at the same base and with the
+  // same page permissions. Fails clearly if that range is taken here.
+  virtual Result<std::unique_ptr<BackendEnclave>> attach(const AttachHandles& handles) = 0;
 };
 
 // Opens "sim" (or, where built, "sgx"). The error names what is missing.

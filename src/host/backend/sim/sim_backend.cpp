@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -49,7 +50,8 @@ class SimEnclave final : public BackendEnclave {
     if (state_.base) munmap(reinterpret_cast<void*>(state_.base), state_.size);
     if (build_view_) munmap(build_view_, state_.size);
     if (memfd_ >= 0) close(memfd_);
-    if (tcs_) munmap(tcs_, tcs_bytes_);
+    if (control_) munmap(control_, control_bytes_);
+    if (control_fd_ >= 0) close(control_fd_);
   }
 
   Status create(const CreateParams& p) {
@@ -126,38 +128,11 @@ class SimEnclave final : public BackendEnclave {
     // The build view goes away; the enclave view gets SECINFO permissions.
     munmap(build_view_, state_.size);
     build_view_ = nullptr;
-    const uint64_t pages = perms_.size();
-    for (uint64_t i = 0; i < pages;) {
-      uint64_t j = i;
-      while (j < pages && perms_[j] == perms_[i]) ++j;
-      if (perms_[i] != kNotAdded && perms_[i] != 0) {
-        if (mprotect(reinterpret_cast<void*>(state_.base + i * sgx::kPageSize), (j - i) * sgx::kPageSize,
-                     prot_of(perms_[i])) != 0) {
-          return io_error("EINIT: applying page permissions", errno);
-        }
-      }
-      i = j;
-    }
-    // TCS records live in their own shared mapping, outside the enclave.
-    tcs_bytes_ = std::max<size_t>(pending_tcs_.size() * sizeof(SimTcs), sgx::kPageSize);
-    void* t = mmap(nullptr, tcs_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (t == MAP_FAILED) return io_error("EINIT: allocating TCS state", errno);
-    tcs_ = static_cast<SimTcs*>(t);
-    for (size_t i = 0; i < pending_tcs_.size(); ++i) {
-      const auto& src = pending_tcs_[i];
-      SimTcs* d = new (&tcs_[i]) SimTcs{};
-      d->tcs_addr = state_.base + src.offset;
-      d->ossa_addr = state_.base + src.tcs.ossa;
-      d->oentry_addr = state_.base + src.tcs.oentry;
-      d->enclave_fs = state_.base + src.tcs.ofs_base;
-      d->enclave_gs = state_.base + src.tcs.ogs_base;
-      d->nssa = src.tcs.nssa;
-      d->cssa = src.tcs.cssa;
-      d->index = static_cast<uint32_t>(i);
-    }
-    state_.tcs = tcs_;
-    state_.tcs_count = static_cast<uint32_t>(pending_tcs_.size());
+    TM_RETURN_IF_ERROR(apply_permissions(perms_.data(), perms_.size()).with_context("EINIT"));
+    // The control memory: what every attached process must share.
+    TM_RETURN_IF_ERROR(make_control());
     if (!registry_add(&state_)) return resource_error("EINIT: more than 64 enclaves in one process");
+    __atomic_store_n(&control_->initialized, 1u, __ATOMIC_RELEASE);
     state_.initialized.store(true, std::memory_order_release);
     return {};
   }
@@ -170,7 +145,167 @@ class SimEnclave final : public BackendEnclave {
     teemate_enclu_enter(ctx);
   }
 
+  Result<AttachHandles> export_handles() const override {
+    if (!state_.initialized) return invalid_argument("only an initialised enclave can be shared");
+    return AttachHandles{{memfd_, control_fd_}, state_.base, state_.size};
+  }
+
+  Status set_tcs_lease(uint32_t index, int32_t pid) override {
+    if (index >= state_.tcs_count) return invalid_argument("no TCS " + std::to_string(index));
+    state_.tcs[index].lease_pid.store(pid, std::memory_order_release);
+    return {};
+  }
+  uint32_t tcs_count() const override { return state_.tcs_count; }
+  uint64_t tcs_address(uint32_t index) const override {
+    return index < state_.tcs_count ? state_.tcs[index].tcs_addr : 0;
+  }
+  uint32_t tcs_cssa(uint32_t index) const override {
+    return index < state_.tcs_count ? __atomic_load_n(&state_.tcs[index].cssa, __ATOMIC_ACQUIRE) : 0;
+  }
+
+  Result<uint32_t> reclaim_tcs(uint32_t index) override {
+    if (index >= state_.tcs_count) return invalid_argument("no TCS " + std::to_string(index));
+    SimTcs& t = state_.tcs[index];
+    uint32_t holder = t.busy.load(std::memory_order_acquire);
+    if (holder != 0) {
+      // The thread died inside: hardware would have taken an asynchronous
+      // exit (state unknown to software, so EXITINFO is not valid).
+      if (t.cssa < t.nssa) {
+        const uint64_t frame_bytes = uint64_t{state_.ssa_frame_pages} * sgx::kPageSize;
+        auto* g = reinterpret_cast<sgx::GprSgx*>(t.ossa_addr + t.cssa * frame_bytes +
+                                                 sgx::gprsgx_offset(state_.ssa_frame_pages));
+        g->exit_info = 0;
+        t.cssa += 1;
+      }
+      t.busy.store(0, std::memory_order_release);
+    }
+    return t.cssa;
+  }
+
+  // Maps an exported enclave here (see Backend::attach).
+  Status attach(const AttachHandles& h) {
+    if (h.fds.size() != 2) return invalid_argument("sim attach needs 2 file descriptors, got " + std::to_string(h.fds.size()));
+    struct stat cst {};
+    if (fstat(h.fds[1], &cst) != 0) return io_error("attach: control memory", errno);
+    if (cst.st_size < static_cast<off_t>(sizeof(SimControlHeader))) return corrupt("attach: control memory too small");
+    control_bytes_ = static_cast<size_t>(cst.st_size);
+    void* c = mmap(nullptr, control_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, h.fds[1], 0);
+    if (c == MAP_FAILED) return io_error("attach: mapping control memory", errno);
+    control_ = static_cast<SimControlHeader*>(c);
+    const SimControlHeader& hd = *control_;
+    if (hd.magic != kSimControlMagic || hd.version != 1 || hd.total_size != control_bytes_ ||
+        hd.base != h.base || hd.size != h.size || (hd.size & (hd.size - 1)) || hd.base % hd.size ||
+        hd.tcs_offset + uint64_t{hd.tcs_count} * sizeof(SimTcs) > control_bytes_ ||
+        hd.perms_offset + hd.size / sgx::kPageSize > control_bytes_ ||
+        !__atomic_load_n(&hd.initialized, __ATOMIC_ACQUIRE)) {
+      return corrupt("attach: the control memory does not describe an initialised enclave at the given base");
+    }
+    struct stat mst {};
+    if (fstat(h.fds[0], &mst) != 0 || static_cast<uint64_t>(mst.st_size) != hd.size) {
+      return corrupt("attach: enclave memory is not " + std::to_string(hd.size) + " bytes");
+    }
+    void* m = mmap(reinterpret_cast<void*>(hd.base), hd.size, PROT_NONE, MAP_SHARED | MAP_FIXED_NOREPLACE,
+                   h.fds[0], 0);
+    if (m == MAP_FAILED || m != reinterpret_cast<void*>(hd.base)) {
+      int err = errno;
+      if (m != MAP_FAILED) munmap(m, hd.size);
+      char range[96];
+      snprintf(range, sizeof range, "0x%llx-0x%llx", static_cast<unsigned long long>(hd.base),
+               static_cast<unsigned long long>(hd.base + hd.size));
+      return Status(Code::kResource, std::string("cannot map the enclave at its base ") + range +
+                                         ": the range is already in use in this process (" + strerror(err) +
+                                         "); reserve a high range early in processes that attach");
+    }
+    state_.base = hd.base;
+    memfd_ = dup(h.fds[0]);
+    control_fd_ = dup(h.fds[1]);
+    if (memfd_ < 0 || control_fd_ < 0) return io_error("attach: dup", errno);
+    state_.size = hd.size;
+    state_.ssa_frame_pages = hd.ssa_frame_pages;
+    state_.misc_select = hd.misc_select;
+    state_.attributes = hd.attributes;
+    state_.isv_prod_id = hd.isv_prod_id;
+    state_.isv_svn = hd.isv_svn;
+    memcpy(state_.mr_enclave, hd.mr_enclave, 32);
+    memcpy(state_.mr_signer, hd.mr_signer, 32);
+    memcpy(mrenclave_.data(), hd.mr_enclave, 32);
+    memcpy(mrsigner_.data(), hd.mr_signer, 32);
+    state_.control = control_;
+    state_.tcs = reinterpret_cast<SimTcs*>(reinterpret_cast<uint8_t*>(control_) + hd.tcs_offset);
+    state_.tcs_count = hd.tcs_count;
+    state_.page_perms = reinterpret_cast<uint8_t*>(control_) + hd.perms_offset;
+    TM_RETURN_IF_ERROR(apply_permissions(state_.page_perms, hd.size / sgx::kPageSize));
+    if (!registry_add(&state_)) return resource_error("attach: more than 64 enclaves in one process");
+    state_.initialized.store(true, std::memory_order_release);
+    return {};
+  }
+
  private:
+  Status apply_permissions(const uint8_t* perms, uint64_t pages) {
+    for (uint64_t i = 0; i < pages;) {
+      uint64_t j = i;
+      while (j < pages && perms[j] == perms[i]) ++j;
+      if (perms[i] != kNotAdded && perms[i] != 0) {
+        if (mprotect(reinterpret_cast<void*>(state_.base + i * sgx::kPageSize), (j - i) * sgx::kPageSize,
+                     prot_of(perms[i])) != 0) {
+          return io_error("applying page permissions", errno);
+        }
+      }
+      i = j;
+    }
+    return {};
+  }
+
+  // Builds the control memory from what ECREATE/EADD/EINIT established.
+  Status make_control() {
+    const uint64_t pages = perms_.size();
+    const uint64_t tcs_offset = (sizeof(SimControlHeader) + 63) & ~uint64_t{63};
+    const uint64_t perms_offset = tcs_offset + pending_tcs_.size() * sizeof(SimTcs);
+    control_bytes_ = (perms_offset + pages + sgx::kPageSize - 1) & ~(sgx::kPageSize - 1);
+    control_fd_ = memfd_create("teemate-enclave-control", MFD_CLOEXEC);
+    if (control_fd_ < 0) return io_error("EINIT: memfd_create", errno);
+    if (ftruncate(control_fd_, static_cast<off_t>(control_bytes_)) != 0) return io_error("EINIT: sizing control memory", errno);
+    void* c = mmap(nullptr, control_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, control_fd_, 0);
+    if (c == MAP_FAILED) return io_error("EINIT: mapping control memory", errno);
+    control_ = static_cast<SimControlHeader*>(c);
+    SimControlHeader& hd = *control_;
+    hd.magic = kSimControlMagic;
+    hd.version = 1;
+    hd.tcs_count = static_cast<uint32_t>(pending_tcs_.size());
+    hd.base = state_.base;
+    hd.size = state_.size;
+    hd.ssa_frame_pages = state_.ssa_frame_pages;
+    hd.misc_select = state_.misc_select;
+    hd.attributes = state_.attributes;
+    hd.isv_prod_id = state_.isv_prod_id;
+    hd.isv_svn = state_.isv_svn;
+    memcpy(hd.mr_enclave, mrenclave_.data(), 32);
+    memcpy(hd.mr_signer, mrsigner_.data(), 32);
+    hd.tcs_offset = tcs_offset;
+    hd.perms_offset = perms_offset;
+    hd.total_size = control_bytes_;
+    auto* tcs = reinterpret_cast<SimTcs*>(reinterpret_cast<uint8_t*>(control_) + tcs_offset);
+    for (size_t i = 0; i < pending_tcs_.size(); ++i) {
+      const auto& src = pending_tcs_[i];
+      SimTcs* d = new (&tcs[i]) SimTcs{};
+      d->tcs_addr = state_.base + src.offset;
+      d->ossa_addr = state_.base + src.tcs.ossa;
+      d->oentry_addr = state_.base + src.tcs.oentry;
+      d->enclave_fs = state_.base + src.tcs.ofs_base;
+      d->enclave_gs = state_.base + src.tcs.ogs_base;
+      d->nssa = src.tcs.nssa;
+      d->cssa = src.tcs.cssa;
+      d->index = static_cast<uint32_t>(i);
+    }
+    uint8_t* perms = reinterpret_cast<uint8_t*>(control_) + perms_offset;
+    memcpy(perms, perms_.data(), pages);
+    state_.control = control_;
+    state_.tcs = tcs;
+    state_.tcs_count = hd.tcs_count;
+    state_.page_perms = perms;
+    return {};
+  }
+
   struct PendingTcs {
     uint64_t offset;
     sgx::Tcs tcs;
@@ -198,8 +333,9 @@ class SimEnclave final : public BackendEnclave {
   uint8_t* build_view_ = nullptr;
   std::vector<uint8_t> perms_;
   std::vector<PendingTcs> pending_tcs_;
-  SimTcs* tcs_ = nullptr;
-  size_t tcs_bytes_ = 0;
+  SimControlHeader* control_ = nullptr;
+  size_t control_bytes_ = 0;
+  int control_fd_ = -1;
   sgx::MeasurementBuilder measurement_;
   sgx::Digest mrenclave_{};
   sgx::Digest mrsigner_{};
@@ -211,6 +347,11 @@ class SimBackend final : public Backend {
   Result<std::unique_ptr<BackendEnclave>> create(const CreateParams& params) override {
     auto e = std::make_unique<SimEnclave>();
     TM_RETURN_IF_ERROR(e->create(params));
+    return std::unique_ptr<BackendEnclave>(std::move(e));
+  }
+  Result<std::unique_ptr<BackendEnclave>> attach(const AttachHandles& handles) override {
+    auto e = std::make_unique<SimEnclave>();
+    TM_RETURN_IF_ERROR(e->attach(handles));
     return std::unique_ptr<BackendEnclave>(std::move(e));
   }
 };

@@ -12,6 +12,8 @@
 #define CTX_OUT_RSI 32
 #define CTX_FAULT 40
 #define CTX_ON_AEX 48
+#define CTX_RESUME 64
+#define EXIT_EXCEPTION_HANDLED 3
 #define EXIT_AEX 4
 #define EXIT_ENCLU_FAULT 0x100
 
@@ -39,6 +41,18 @@ teemate_enclu_eenter_insn:
     mov (%rsp), %r8
     mov %rdi, CTX_OUT_RDI(%r8)
     mov %rsi, CTX_OUT_RSI(%r8)
+    /* A recovery entry: ERESUME right here, at the depth of the EENTER,
+     * so that the resumed code exits to this very frame. */
+    cmp $EXIT_EXCEPTION_HANDLED, %rdi
+    jne .Lrestore
+    cmpq $0, CTX_RESUME(%r8)
+    je .Lrestore
+    movq $0, CTX_RESUME(%r8)
+    mov CTX_TCS(%r8), %rbx
+    lea teemate_aep(%rip), %rcx
+    mov $3, %eax                    /* ERESUME */
+    enclu
+    ud2
 .Lrestore:
     pop %rdi
     pop %r15

@@ -5,6 +5,7 @@
 // Runs in signal context: no locks, no allocation on the EEXIT/EENTER path.
 // EREPORT/EGETKEY use OpenSSL, which is safe here because the thread that
 // trapped was executing enclave code, never inside the host's libc.
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -113,6 +114,7 @@ struct HostThread {
   bool known = false;
   uint64_t fs = 0, gs = 0;
   uint32_t tid = 0;
+  int32_t pid = 0;
 };
 thread_local HostThread t_host;
 
@@ -121,9 +123,23 @@ const HostThread& host_thread() {
     t_host.fs = rdfsbase();
     t_host.gs = rdgsbase();
     t_host.tid = current_tid();
+    t_host.pid = static_cast<int32_t>(getpid());
     t_host.known = true;
   }
   return t_host;
+}
+
+// A forked child is a new process with a new tid: forget the cache.
+void forget_host_thread_in_child() { t_host.known = false; }
+
+// Claims a TCS for the calling thread as EENTER/ERESUME do: leased to
+// another process or already busy is a #GP.
+bool claim_tcs(SimTcs* t) {
+  const HostThread& h = host_thread();
+  const int32_t lease = t->lease_pid.load(std::memory_order_acquire);
+  if (lease != 0 && lease != h.pid) return false;
+  uint32_t expected = 0;
+  return t->busy.compare_exchange_strong(expected, h.tid, std::memory_order_acquire);
 }
 
 void save_host_and_block(SimTcs* t, ucontext_t* uc) {
@@ -140,10 +156,7 @@ const void* emulate_eenter(ucontext_t* uc) {
   SimEnclaveState* st = nullptr;
   SimTcs* t = registry_find_tcs(static_cast<uint64_t>(R(uc, REG_RBX)), &st);
   if (!t || !st->initialized.load(std::memory_order_acquire)) return enclu_fault(uc, sgx::kVecGP);
-  uint32_t expected = 0;
-  if (!t->busy.compare_exchange_strong(expected, host_thread().tid, std::memory_order_acquire)) {
-    return enclu_fault(uc, sgx::kVecGP);  // TCS busy
-  }
+  if (!claim_tcs(t)) return enclu_fault(uc, sgx::kVecGP);  // busy, or leased elsewhere
   if (t->cssa >= t->nssa) {
     t->busy.store(0, std::memory_order_release);
     return enclu_fault(uc, sgx::kVecGP);  // no free SSA frame
@@ -163,10 +176,7 @@ const void* emulate_eresume(ucontext_t* uc) {
   SimEnclaveState* st = nullptr;
   SimTcs* t = registry_find_tcs(static_cast<uint64_t>(R(uc, REG_RBX)), &st);
   if (!t || !st->initialized.load(std::memory_order_acquire)) return enclu_fault(uc, sgx::kVecGP);
-  uint32_t expected = 0;
-  if (!t->busy.compare_exchange_strong(expected, host_thread().tid, std::memory_order_acquire)) {
-    return enclu_fault(uc, sgx::kVecGP);
-  }
+  if (!claim_tcs(t)) return enclu_fault(uc, sgx::kVecGP);
   if (t->cssa == 0) {
     t->busy.store(0, std::memory_order_release);
     return enclu_fault(uc, sgx::kVecGP);
@@ -353,6 +363,7 @@ SimTcs* registry_find_tcs(uint64_t tcs_addr, SimEnclaveState** owner) {
 void install_signal_handlers() {
   static std::atomic<bool> installed{false};
   if (installed.exchange(true)) return;
+  pthread_atfork(nullptr, nullptr, forget_host_thread_in_child);
   for (int sig : kSignals) {
     struct sigaction sa {};
     sa.sa_sigaction = teemate_sim_signal_entry;

@@ -30,10 +30,40 @@ struct SimTcs {
   uint64_t oentry_addr;
   uint64_t aep;
   uint64_t host_sigmask;   // the kernel's 64-bit mask at EENTER
+  // The process this TCS is leased to (0: any process that maps the
+  // enclave). EENTER/ERESUME from any other process fault with #GP.
+  std::atomic<int32_t> lease_pid;
+  uint32_t reserved;
 };
 static_assert(offsetof(SimTcs, host_fs) == 0 && offsetof(SimTcs, host_gs) == 8);
 static_assert(offsetof(SimTcs, enclave_gs) == 24);
 
+// The control memory: a memfd shared by every process that maps the
+// enclave (the "hardware state" of the sim): a header, the SimTcs array and
+// one permission byte per page. Written by the owner up to EINIT; after
+// that only busy/CSSA/lease and the per-entry fields of SimTcs change.
+inline constexpr uint64_t kSimControlMagic = 0x3154434d4953544dull;  // "MTSIMCT1"
+struct SimControlHeader {
+  uint64_t magic;
+  uint32_t version;
+  uint32_t tcs_count;
+  uint64_t base;
+  uint64_t size;
+  uint32_t ssa_frame_pages;
+  uint32_t misc_select;
+  sgx::Attributes attributes;
+  uint16_t isv_prod_id;
+  uint16_t isv_svn;
+  uint32_t initialized;
+  uint8_t mr_enclave[32];
+  uint8_t mr_signer[32];
+  uint64_t tcs_offset;    // SimTcs[tcs_count]
+  uint64_t perms_offset;  // uint8_t[size / 4096]
+  uint64_t total_size;
+};
+
+// A process's view of one enclave (owner or attached): immutable fields
+// copied from the control header, pointers into the control memory.
 struct SimEnclaveState {
   uint64_t base = 0;
   uint64_t size = 0;
@@ -48,6 +78,7 @@ struct SimEnclaveState {
   SimTcs* tcs = nullptr;           // tcs_count entries
   uint32_t tcs_count = 0;
   const uint8_t* page_perms = nullptr;  // SECINFO R/W/X per page, 0x80 = not added
+  SimControlHeader* control = nullptr;
 };
 
 // Registry of live enclaves in this process, for the signal handler.
