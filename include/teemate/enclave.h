@@ -59,6 +59,19 @@ struct LoadOptions {
   std::function<void(int fd, std::string_view text)> output;
 };
 
+// Attaching to a warm enclave that teemated keeps (shared mode).
+struct AttachOptions {
+  std::string socket_path;  // empty: default_daemon_socket()
+  std::string image;        // the daemon loads it if no enclave of its MRENCLAVE is warm
+  uint32_t tcs = 1;         // TCS slots to lease
+  std::string client_name = "teemate";
+  std::function<void(int fd, std::string_view text)> output;
+};
+
+// $TEEMATE_SOCKET, else /run/teemate/teemated.sock for root, else
+// $XDG_RUNTIME_DIR/teemate/teemated.sock (or /tmp/teemate-UID/teemated.sock).
+std::string default_daemon_socket();
+
 struct EnclaveInfo {
   std::string mrenclave_hex;
   std::string mrsigner_hex;
@@ -72,6 +85,11 @@ class Enclave {
   // Loads, measures, EINITs and returns a ready enclave. Errors name the
   // image file and what is wrong with it.
   static Result<std::unique_ptr<Enclave>> load(const std::string& image_path, const LoadOptions& options = {});
+  // Attaches to the warm enclave of `options.image` through teemated: maps
+  // it at its base in this process and leases `options.tcs` TCS slots; the
+  // handle then makes ECALLs exactly like a dedicated one. Dropping the
+  // handle gives the slots back.
+  static Result<std::unique_ptr<Enclave>> attach(const AttachOptions& options);
   virtual ~Enclave() = default;
 
   // ECALL `id` (application ids start at 0x100).

@@ -14,6 +14,8 @@ struct RunOptions {
   std::string backend = "sim";
   std::vector<std::string> args;
   bool show_identity = false;
+  bool shared = false;
+  std::string socket;
 };
 
 int g_run_exit = -1;
@@ -36,15 +38,23 @@ void register_enclave(CLI::App& app) {
   run->add_option("--backend", opts->backend, "Backend: sim (software emulation, no protection) or sgx.")
       ->capture_default_str();
   run->add_flag("--identity", opts->show_identity, "Print MRENCLAVE and MRSIGNER to stderr before running.");
+  run->add_flag("--shared", opts->shared,
+                "Run in the warm enclave teemated keeps for IMAGE (loaded on first use) instead of building a "
+                "fresh one: the enclave is mapped into this process at its base and one TCS is leased to it.");
+  run->add_option("--socket", opts->socket, "teemated's control socket (with --shared; default $TEEMATE_SOCKET or "
+                                             "/run/teemate/teemated.sock).");
   run->footer(
       "EXAMPLE\n"
-      "  teemate enclave run build/enclaves/hello.tme -- one two\n\n"
+      "  teemate enclave run build/enclaves/hello.tme -- one two\n"
+      "  teemated --socket /tmp/tm.sock &   teemate enclave run --shared --socket /tmp/tm.sock hello.tme\n\n"
       "EXIT STATUS\n"
       "  main's return value (or the value passed to exit()); 1 when the enclave cannot be loaded\n"
       "  or the call fails (an unhandled exception inside the enclave, for example); 2 on a usage\n"
       "  error.");
   run->callback([opts] {
-    auto e = Enclave::load(opts->image, LoadOptions{opts->backend, {}});
+    Result<std::unique_ptr<Enclave>> e = opts->shared
+        ? Enclave::attach(AttachOptions{opts->socket, opts->image, 1, "teemate enclave run", {}})
+        : Enclave::load(opts->image, LoadOptions{opts->backend, {}});
     if (!e.ok()) {
       report("enclave run", e.status());
       return;

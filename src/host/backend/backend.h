@@ -91,6 +91,8 @@ class BackendEnclave {
   // thread is gone (its process ended).
   virtual Result<uint32_t> reclaim_tcs(uint32_t index) = 0;
   virtual uint32_t tcs_cssa(uint32_t index) const = 0;
+  // Is a thread inside through TCS `index` right now?
+  virtual bool tcs_busy(uint32_t index) const = 0;
 };
 
 class Backend {

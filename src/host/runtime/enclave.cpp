@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <condition_variable>
+#include <cstdlib>
+#include <filesystem>
 #include <cstdio>
 #include <map>
 #include <mutex>
@@ -19,6 +21,7 @@
 #include "common/enclave_abi.h"
 #include "host/backend/backend.h"
 #include "host/image/image_file.h"
+#include "host/daemon/protocol.h"
 #include "host/runtime/image_loader.h"
 #include "sgx/measurement.h"
 
@@ -144,6 +147,53 @@ class EnclaveImpl final : public Enclave {
     info_.tcs_count = n;
     image_name_ = path.substr(path.find_last_of('/') + 1);
     return {};
+  }
+
+  Status attach(const AttachOptions& o) {
+    options_.output = o.output;
+    const std::string sock_path = o.socket_path.empty() ? default_daemon_socket() : o.socket_path;
+    TM_ASSIGN_OR_RETURN(daemon_, protocol::connect_unix(sock_path));
+    TM_RETURN_IF_ERROR(protocol::call(daemon_.get(), protocol::make_request("hello", {{"client", o.client_name}}))
+                           .status());
+    std::error_code ec;
+    const std::string image = std::filesystem::absolute(o.image, ec).string();
+    TM_ASSIGN_OR_RETURN(protocol::Message loaded,
+                        protocol::call(daemon_.get(), protocol::make_request("load", {{"image", image}})));
+    const uint64_t id = loaded.body.value("enclave", uint64_t{0});
+    TM_ASSIGN_OR_RETURN(protocol::Message att,
+                        protocol::call(daemon_.get(), protocol::make_request("attach", {{"enclave", id}, {"tcs", o.tcs}})));
+    const nlohmann::json& b = att.body;
+    host::AttachHandles h;
+    for (auto& fd : att.fds) h.fds.push_back(fd.get());
+    if (!b.contains("base") || !b.contains("size") || !b.contains("tcs") || !b["tcs"].is_array()) {
+      return corrupt("teemated's attach reply lacks base, size or tcs");
+    }
+    h.base = b["base"].get<uint64_t>();
+    h.size = b["size"].get<uint64_t>();
+    TM_ASSIGN_OR_RETURN(backend_, host::open_backend("sim"));
+    TM_ASSIGN_OR_RETURN(enclave_, backend_->attach(h));
+    for (const auto& t : b["tcs"]) {
+      const uint64_t addr = t.value("address", uint64_t{0});
+      if (addr < h.base || addr - h.base >= h.size) return corrupt("teemated leased a TCS outside the enclave");
+      free_tcs_.push_back(static_cast<uint32_t>(tcs_addrs_.size()));
+      tcs_addrs_.push_back(addr);
+    }
+    if (tcs_addrs_.empty()) return corrupt("teemated leased no TCS");
+    enclave_id_ = id;
+    info_.mrenclave_hex = sgx::to_hex(enclave_->mrenclave());
+    info_.mrsigner_hex = sgx::to_hex(enclave_->mrsigner());
+    info_.base = enclave_->base();
+    info_.size = enclave_->size();
+    info_.tcs_count = static_cast<uint32_t>(tcs_addrs_.size());
+    image_name_ = o.image.substr(o.image.find_last_of('/') + 1);
+    return {};
+  }
+
+  ~EnclaveImpl() override {
+    if (daemon_) {
+      // Idle slots go back at once; the daemon resets them.
+      (void)protocol::call(daemon_.get(), protocol::make_request("detach", {{"enclave", enclave_id_}}), {}, 2000);
+    }
   }
 
   Status call(uint32_t id, CallArgs& args) override {
@@ -368,9 +418,24 @@ class EnclaveImpl final : public Enclave {
   std::map<uint32_t, OcallHandler> ocalls_;
   EnclaveInfo info_;
   std::string image_name_;
+  protocol::UniqueFd daemon_;  // shared mode: the connection that holds our lease
+  uint64_t enclave_id_ = 0;
 };
 
 }  // namespace
+
+Result<std::unique_ptr<Enclave>> Enclave::attach(const AttachOptions& options) {
+  auto e = std::make_unique<EnclaveImpl>();
+  TM_RETURN_IF_ERROR(e->attach(options).with_context("attaching to " + options.image));
+  return std::unique_ptr<Enclave>(std::move(e));
+}
+
+std::string default_daemon_socket() {
+  if (const char* s = std::getenv("TEEMATE_SOCKET"); s && *s) return s;
+  if (geteuid() == 0) return "/run/teemate/teemated.sock";
+  if (const char* x = std::getenv("XDG_RUNTIME_DIR"); x && *x) return std::string(x) + "/teemate/teemated.sock";
+  return "/tmp/teemate-" + std::to_string(geteuid()) + "/teemated.sock";
+}
 
 Result<std::unique_ptr<Enclave>> Enclave::load(const std::string& image_path, const LoadOptions& options) {
   auto e = std::make_unique<EnclaveImpl>();

@@ -460,6 +460,9 @@ TEST(ProtocolFuzzTest, MutatedMessagesAreReceivedOrRefusedNeverCrash) {
     seed ^= seed << 17;
     return seed;
   };
+  int p[2];
+  ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+  UniqueFd pr(p[0]), pw(p[1]);
   const int before = open_fd_count();
   int accepted = 0;
   for (int i = 0; i < 500; ++i) {
@@ -476,7 +479,7 @@ TEST(ProtocolFuzzTest, MutatedMessagesAreReceivedOrRefusedNeverCrash) {
     int sv[2];
     ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     UniqueFd a(sv[0]), b(sv[1]);
-    raw_send(a.get(), bytes, {a.get()});
+    raw_send(a.get(), bytes, {pr.get()});
     a.reset();
     auto r = recv_message(b.get(), 1000);
     if (r.ok()) {

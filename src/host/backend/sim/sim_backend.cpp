@@ -163,6 +163,10 @@ class SimEnclave final : public BackendEnclave {
     return index < state_.tcs_count ? __atomic_load_n(&state_.tcs[index].cssa, __ATOMIC_ACQUIRE) : 0;
   }
 
+  bool tcs_busy(uint32_t index) const override {
+    return index < state_.tcs_count && state_.tcs[index].busy.load(std::memory_order_acquire) != 0;
+  }
+
   Result<uint32_t> reclaim_tcs(uint32_t index) override {
     if (index >= state_.tcs_count) return invalid_argument("no TCS " + std::to_string(index));
     SimTcs& t = state_.tcs[index];

@@ -1,0 +1,33 @@
+// teemated's core: owns warm enclaves, hands attachments (enclave memory by
+// SCM_RIGHTS, layout, TCS leases) to client processes over a Unix socket,
+// watches each client process with a pidfd and, when it ends however it
+// ends, takes its TCS back and brings them to a clean state. Single thread,
+// one poll loop. A bad message closes only that connection.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+
+namespace teemate::daemon {
+
+struct DaemonOptions {
+  std::string socket_path;  // created with mode 0660
+  std::string backend = "sim";
+  bool verbose = false;
+};
+
+// The default socket: $TEEMATE_SOCKET, else /run/teemate/teemated.sock for
+// root, else $XDG_RUNTIME_DIR/teemate/teemated.sock (or /tmp/teemate-UID/).
+std::string default_socket_path();
+
+class Daemon {
+ public:
+  static Result<std::unique_ptr<Daemon>> create(const DaemonOptions& options);
+  virtual ~Daemon() = default;
+  // Serves until SIGINT/SIGTERM (or stop()); returns the reason it stopped.
+  virtual Status run() = 0;
+};
+
+}  // namespace teemate::daemon
