@@ -138,6 +138,10 @@ enum RuntimeEcall : uint32_t {
   // Forgets what a dead process left on this TCS at CSSA 0 (a pending OCALL
   // and its ECALL chain). Entered by the daemon before re-leasing the TCS.
   kEcallResetThread = 3,
+  // Process contexts (sent by the daemon on a TCS it holds):
+  kEcallProcessStart = 4,  // scalars[0] in: host pid; [1] in: arena bytes; [0] out: context id
+  kEcallBindTcs = 5,       // scalars[0] in: context id (0 unbinds); on the TCS being leased
+  kEcallProcessEnd = 6,    // scalars[0] in: context id; frees its arena, releases its locks
 };
 enum RuntimeOcall : uint32_t {
   kOcallWrite = 1,       // scalars[0] fd (1 or 2); bufs[0] in; scalars[1] out: bytes written

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -92,6 +93,7 @@ struct Client {
   bool connected = true;
   bool greeted = false;
   std::map<uint32_t, std::vector<uint32_t>> leases;  // enclave id -> TCS indices
+  std::map<uint32_t, uint64_t> contexts;             // enclave id -> process context id
 };
 
 class DaemonImpl final : public Daemon {
@@ -339,6 +341,39 @@ class DaemonImpl final : public Daemon {
     return Status(Code::kNotFound, "no warm enclave with MRENCLAVE " + hex);
   }
 
+  // A runtime ECALL made by the daemon on TCS i (which it must hold).
+  Result<std::array<uint64_t, 4>> runtime_ecall(Warm& w, uint32_t i, uint32_t id, std::array<uint64_t, 4> in) {
+    std::vector<uint8_t> scratch(abi::kOcallScratchSize);
+    abi::CallFrame frame{};
+    frame.abi_version = abi::kAbiVersion;
+    frame.call_id = id;
+    for (size_t k = 0; k < 4; ++k) frame.scalars[k] = in[k];
+    frame.ocall_scratch = reinterpret_cast<uint64_t>(scratch.data());
+    frame.ocall_scratch_size = scratch.size();
+    host::EnterContext ctx{};
+    ctx.tcs = w.enclave->tcs_address(i);
+    ctx.on_aex = no_aex;
+    ctx.rdi = abi::kEntryEcall;
+    ctx.rsi = reinterpret_cast<uint64_t>(&frame);
+    w.enclave->enter(&ctx);
+    if (ctx.out_rdi != abi::kExitReturn || frame.status != abi::kOk) {
+      return internal_error("runtime ECALL " + std::to_string(id) + " on TCS " + std::to_string(i) +
+                            " failed (exit " + std::to_string(ctx.out_rdi) + ", status " +
+                            std::to_string(frame.status) + ")");
+    }
+    std::array<uint64_t, 4> out{};
+    for (size_t k = 0; k < 4; ++k) out[k] = frame.scalars[k];
+    return out;
+  }
+
+  // The arena each attached process gets inside the enclave.
+  static uint64_t arena_bytes(const Warm& w) {
+    const image::EnclaveConfig& cfg = w.loaded->layout.config();
+    uint64_t b = cfg.heap_size / (uint64_t{cfg.tcs_count} + 1);
+    b = std::min<uint64_t>(b, 64ull << 20) & ~uint64_t{4095};
+    return b;
+  }
+
   // Leases up to n free TCS of w to c; all or nothing.
   Result<std::vector<uint32_t>> take(Client& c, Warm& w, uint64_t n) {
     std::vector<uint32_t> got;
@@ -348,6 +383,28 @@ class DaemonImpl final : public Daemon {
     if (got.size() < n) {
       return Status(Code::kBusy, "enclave " + std::to_string(w.id) + " has " + std::to_string(got.size()) +
                                      " free TCS, " + std::to_string(n) + " requested");
+    }
+    // The process's context in the enclave, made on its first lease.
+    const pid_t me = getpid();
+    for (uint32_t i : got) TM_RETURN_IF_ERROR(w.enclave->set_tcs_lease(i, me));
+    auto unwind = [&] {
+      for (uint32_t i : got) (void)w.enclave->set_tcs_lease(i, -1);
+    };
+    if (!c.contexts.count(w.id)) {
+      auto r = runtime_ecall(w, got[0], abi::kEcallProcessStart,
+                             {static_cast<uint64_t>(c.cred.pid), arena_bytes(w), 0, 0});
+      if (!r.ok()) {
+        unwind();
+        return r.status();
+      }
+      c.contexts[w.id] = (*r)[0];
+    }
+    for (uint32_t i : got) {
+      auto r = runtime_ecall(w, i, abi::kEcallBindTcs, {c.contexts[w.id], 0, 0, 0});
+      if (!r.ok()) {
+        unwind();
+        return r.status();
+      }
     }
     for (uint32_t i : got) {
       w.lease[i] = c.cred.pid;
@@ -371,7 +428,7 @@ class DaemonImpl final : public Daemon {
     TM_ASSIGN_OR_RETURN(host::AttachHandles h, w->enclave->export_handles());
     TM_ASSIGN_OR_RETURN(std::vector<uint32_t> got, take(c, *w, n));
     *fds = h.fds;
-    log("pid %d (%s) attached to enclave %u with %zu TCS", c.cred.pid, c.name.c_str(), w->id, got.size());
+    if (options_.verbose) log("pid %d (%s) attached to enclave %u with %zu TCS", c.cred.pid, c.name.c_str(), w->id, got.size());
     return json{{"enclave", w->id}, {"image", w->image}, {"mrenclave", w->mrenclave}, {"base", h.base},
                 {"size", h.size}, {"tcs", tcs_json(*w, got)}};
   }
@@ -427,17 +484,23 @@ class DaemonImpl final : public Daemon {
         kept.push_back(i);
         continue;
       }
-      give_back(*w, i, false);
       std::erase(mine, i);
+      give_back(c, *w, i, false, mine.empty());
     }
     if (mine.empty()) c.leases.erase(id);
     return kept;
   }
 
-  // Brings TCS i to a clean state and puts it back in the pool.
-  void give_back(Warm& w, uint32_t i, bool owner_dead) {
+  // Brings TCS i to a clean state and puts it back in the pool; with
+  // `last`, also ends the process's context (its arena and locks).
+  void give_back(Client& c, Warm& w, uint32_t i, bool owner_dead, bool last) {
     (void)w.enclave->set_tcs_lease(i, getpid());  // only the daemon enters while it resets
     Status st = reset_tcs(w, i, owner_dead);
+    if (st.ok() && last && c.contexts.count(w.id)) {
+      auto r = runtime_ecall(w, i, abi::kEcallProcessEnd, {c.contexts[w.id], 0, 0, 0});
+      if (!r.ok()) log("enclave %u: ending the context of pid %d failed: %s", w.id, c.cred.pid, r.status().message().c_str());
+      c.contexts.erase(w.id);
+    }
     if (!st.ok()) {
       log("enclave %u TCS %u could not be recovered (%s); it stays out of service", w.id, i, st.message().c_str());
       (void)w.enclave->set_tcs_lease(i, -1);
@@ -491,8 +554,8 @@ class DaemonImpl final : public Daemon {
     for (auto& [id, list] : c.leases) {
       Warm* w = by_id(id);
       if (!w) continue;
-      for (uint32_t i : list) {
-        give_back(*w, i, true);
+      for (size_t k = 0; k < list.size(); ++k) {
+        give_back(c, *w, list[k], true, k + 1 == list.size());
         ++n;
       }
     }

@@ -287,6 +287,36 @@ int stack_overflow(tm_call* c) {
 }
 TM_ECALL(kEcallStackOverflow, stack_overflow);
 
+
+// ---- Processes sharing the enclave ------------------------------------------
+
+tm_mutex g_shared_mutex = TM_MUTEX_INIT;
+
+int leak(tm_call* c) {
+  if (c->scalars[0]) {
+    auto* p = static_cast<uint8_t*>(malloc(c->scalars[0]));
+    if (!p) return TM_ERR_NO_MEMORY;
+    memset(p, 0x5a, c->scalars[0]);  // never freed: the process's arena must take it back
+  }
+  c->scalars[1] = tm_process_heap_used();
+  c->scalars[2] = tm_heap_used();
+  c->scalars[3] = tm_process_id();
+  return TM_OK;
+}
+TM_ECALL(kEcallLeak, leak);
+
+int lock_and_spin(tm_call*) {
+  tm_mutex_lock(&g_shared_mutex);
+  for (;;) __builtin_ia32_pause();
+}
+TM_ECALL(kEcallLockAndSpin, lock_and_spin);
+
+int try_lock(tm_call* c) {
+  c->scalars[0] = static_cast<uint64_t>(tm_mutex_trylock(&g_shared_mutex));
+  if (c->scalars[0]) tm_mutex_unlock(&g_shared_mutex);
+  return TM_OK;
+}
+TM_ECALL(kEcallTryLock, try_lock);
 }  // namespace
 
 int main(int argc, char** argv) {

@@ -4,6 +4,11 @@
 //   spin IMAGE           print "inside", then loop inside an ECALL forever
 //   foreign IMAGE        try every TCS not leased to us; print how many faulted
 //   sleep-attached IMAGE print "attached", then sleep (to be killed)
+//   leak N IMAGE         malloc N bytes in the enclave, never free them, print
+//                        "<process arena used> <global heap used> <context id>", then sleep
+//   lock-spin IMAGE      print "inside", then take the shared enclave lock and spin
+//   trylock IMAGE        print 1 if the shared enclave lock is free, else 0
+//   threads T C IMAGE    lease T TCS, run C counter ECALLs on each of T threads
 // Socket from $TEEMATE_SOCKET. Exit status 0 on success.
 #include <unistd.h>
 
@@ -11,6 +16,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
+#include <atomic>
+#include <vector>
 
 #include "common/enclave_abi.h"
 #include "host/backend/backend.h"
@@ -85,6 +93,7 @@ int main(int argc, char** argv) {
   AttachOptions o;
   o.image = image;
   o.client_name = "test-client " + cmd;
+  if (cmd == "threads" && argc == 5) o.tcs = static_cast<uint32_t>(std::strtoul(argv[2], nullptr, 10));
   auto e = Enclave::attach(o);
   if (!e.ok()) return fail(e.status().message());
   if (cmd == "count" && argc == 4) {
@@ -101,6 +110,48 @@ int main(int argc, char** argv) {
     CallArgs a;
     Status st = (*e)->call(kEcallSpin, a);
     return st.ok() ? 0 : fail(st.message());
+  }
+  if (cmd == "leak" && argc == 4) {
+    CallArgs a;
+    a.scalar(0, std::strtoull(argv[2], nullptr, 10));
+    Status st = (*e)->call(kEcallLeak, a);
+    if (!st.ok()) return fail(st.message());
+    std::printf("%llu %llu %llu\n", static_cast<unsigned long long>(a.scalar_value(1)),
+                static_cast<unsigned long long>(a.scalar_value(2)), static_cast<unsigned long long>(a.scalar_value(3)));
+    std::fflush(stdout);
+    for (;;) pause();
+  }
+  if (cmd == "lock-spin") {
+    std::printf("inside\n");
+    std::fflush(stdout);
+    CallArgs a;
+    Status st = (*e)->call(kEcallLockAndSpin, a);
+    return fail(st.ok() ? "the lock spinner returned" : st.message());
+  }
+  if (cmd == "trylock") {
+    CallArgs a;
+    Status st = (*e)->call(kEcallTryLock, a);
+    if (!st.ok()) return fail(st.message());
+    std::printf("%llu\n", static_cast<unsigned long long>(a.scalar_value(0)));
+    return 0;
+  }
+  if (cmd == "threads" && argc == 5) {
+    const int calls = std::atoi(argv[3]);
+    std::atomic<int> failures{0};
+    std::vector<std::thread> threads;
+    for (uint32_t t = 0; t < o.tcs; ++t) {
+      threads.emplace_back([&] {
+        for (int i = 0; i < calls; ++i) {
+          CallArgs a;
+          a.scalar(0, 1);
+          if (!(*e)->call(kEcallCount, a).ok()) failures++;
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    if (failures) return fail(std::to_string(failures.load()) + " ECALLs failed");
+    std::printf("ok\n");
+    return 0;
   }
   if (cmd == "sleep-attached") {
     std::printf("attached\n");

@@ -210,5 +210,97 @@ TEST_F(SharedEnclaveTest, AttachCallDetachCyclesLeakNothing) {
   EXPECT_EQ(open_fds(getpid()), my_fds);
 }
 
+
+// Reads one line a spawned client printed.
+std::string read_line(int fd) {
+  std::string line;
+  char ch;
+  while (read(fd, &ch, 1) == 1 && ch != '\n') line.push_back(ch);
+  return line;
+}
+
+TEST_F(SharedEnclaveTest, EachProcessHasAnArenaThatEndsWithIt) {
+  int rc = 0;
+  run({client(), "count", "0", image()}, &rc);
+  ASSERT_EQ(rc, 0);
+  // Global heap use with no process attached.
+  auto global_used = [&] {
+    int out = -1;
+    pid_t p = spawn({client(), "leak", "0", image()}, &out);
+    std::string line = read_line(out);
+    kill(p, SIGKILL);
+    waitpid(p, nullptr, 0);
+    close(out);
+    unsigned long long arena = 0, global = 0, id = 0;
+    std::sscanf(line.c_str(), "%llu %llu %llu", &arena, &global, &id);
+    return global;
+  };
+  const uint64_t baseline = global_used();
+  for (int round = 0; round < 3; ++round) {
+    int out = -1;
+    pid_t p = spawn({client(), "leak", "1000000", image()}, &out);
+    std::string line = read_line(out);
+    unsigned long long arena = 0, global = 0, id = 0;
+    ASSERT_EQ(std::sscanf(line.c_str(), "%llu %llu %llu", &arena, &global, &id), 3) << line;
+    EXPECT_GE(arena, 1000000u) << "the allocation must come from the process's arena";
+    EXPECT_GT(id, 0u) << "an attached thread runs in a process context";
+    kill(p, SIGKILL);  // it never frees what it allocated
+    waitpid(p, nullptr, 0);
+    close(out);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(global_used(), baseline) << "arenas of ended processes must go back to the heap";
+}
+
+TEST_F(SharedEnclaveTest, LockOfAKilledProcessIsRecovered) {
+  int rc = 0;
+  EXPECT_EQ(run({client(), "trylock", image()}, &rc), "1\n");
+  int out = -1;
+  pid_t holder = spawn({client(), "lock-spin", image()}, &out);
+  ASSERT_EQ(read_line(out), "inside");
+  bool held = false;
+  for (int i = 0; i < 100 && !held; ++i) {
+    held = run({client(), "trylock", image()}, &rc) == "0\n";
+    if (!held) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(held) << "the spinner never took the lock";
+  const auto killed_at = std::chrono::steady_clock::now();
+  kill(holder, SIGKILL);
+  waitpid(holder, nullptr, 0);
+  close(out);
+  bool free_again = false;
+  while (!free_again && std::chrono::steady_clock::now() - killed_at < std::chrono::seconds(1)) {
+    free_again = run({client(), "trylock", image()}, &rc) == "1\n";
+  }
+  EXPECT_TRUE(free_again) << "the lock of the killed process was not released within one second";
+}
+
+
+TEST_F(SharedEnclaveTest, ThirtyTwoProcessesOnSeveralThreadsEach) {
+  const std::string wide = build_dir() + "/enclaves/test_enclave_wide.tme";
+  int rc = 0;
+  const uint64_t start = std::stoull(run({client(), "count", "0", wide}, &rc));
+  ASSERT_EQ(rc, 0);
+  constexpr int kProcesses = 32, kThreads = 3, kCalls = 40;
+  std::vector<std::pair<pid_t, int>> procs;
+  for (int p = 0; p < kProcesses; ++p) {
+    int out = -1;
+    pid_t pid = spawn({client(), "threads", std::to_string(kThreads), std::to_string(kCalls), wide}, &out);
+    ASSERT_GT(pid, 0);
+    procs.push_back({pid, out});
+  }
+  int failed = 0;
+  for (auto [pid, out] : procs) {
+    std::string line = read_line(out);
+    close(out);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || line != "ok") ++failed;
+  }
+  EXPECT_EQ(failed, 0);
+  const uint64_t end = std::stoull(run({client(), "count", "0", wide}, &rc));
+  EXPECT_EQ(end - start, uint64_t{kProcesses} * kThreads * kCalls);
+}
+
 }  // namespace
 }  // namespace teemate

@@ -26,6 +26,11 @@ enum TestEcall : unsigned {
   kEcallTimeRandom = 0x131,  // scalars[0] out: realtime ns; [1], [2] out: two random words
   kEcallCxx = 0x132,         // scalars[0] in: n; scalars[1] out: sum of a sorted vector; [2] out: static-init count
   kEcallStackOverflow = 0x133,
+  // Processes sharing the enclave.
+  kEcallLeak = 0x140,         // scalars[0] in: bytes to malloc and never free; [1] out: process arena
+                              // bytes in use; [2] out: global heap bytes in use; [3] out: process id
+  kEcallLockAndSpin = 0x141,  // takes the shared tm_mutex and spins forever
+  kEcallTryLock = 0x142,      // scalars[0] out: 1 if the shared tm_mutex could be taken (then released)
 };
 
 enum TestOcall : unsigned {

@@ -29,6 +29,9 @@ int run_main_ecall(tm_call* call) {
 tm_ecall_fn find_ecall(uint32_t id) {
   if (id == abi::kEcallPing) return ping_ecall;
   if (id == abi::kEcallRunMain) return run_main_ecall;
+  if (id == abi::kEcallProcessStart) return process_start;
+  if (id == abi::kEcallBindTcs) return bind_tcs;
+  if (id == abi::kEcallProcessEnd) return process_end;
   if (id < abi::kFirstUserCall) return nullptr;
   for (const tm_ecall_entry* e = __start_teemate_ecalls; e && e < __stop_teemate_ecalls; ++e) {
     if (e->id == id) return e->fn;

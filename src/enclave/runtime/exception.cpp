@@ -132,6 +132,7 @@ void teemate_reset_thread(void) {
   td->ecall_depth = 0;
   td->ocall_sp = 0;
   td->main_frame = nullptr;
+  td->context = nullptr;  // the daemon binds the TCS again when it leases it
 }
 
 __attribute__((noreturn)) void teemate_abort_current_ecall(void) {

@@ -40,11 +40,35 @@ struct EcallState {
 bool within_enclave(uint64_t p, uint64_t n);
 bool outside_enclave(uint64_t p, uint64_t n);
 
-/* Heap. */
+/* Heaps: one allocator instance per region (heap.cpp). */
+struct Heap {
+  tm_spinlock lock;
+  uint8_t* start;
+  uint8_t* end;
+  void* free_list;
+  size_t used;
+  size_t total;
+};
+void heap_init(Heap& h, void* start, size_t size);
+void* heap_alloc(Heap& h, size_t size, size_t align);
+void heap_free(Heap& h, void* p);
+size_t heap_usable_size(const Heap& h, void* p);
+bool heap_owns(const Heap& h, const void* p);
+Heap& global_heap();
+/* The global heap (the runtime's own buffers). */
 void heap_init(void* start, size_t size);
 void* heap_alloc(size_t size, size_t align);
 void heap_free(void* p);
 size_t heap_usable_size(void* p);
+
+/* Process contexts (process.cpp): the heap allocations of the current
+ * thread come from (its process's arena, or the global heap), and the heap
+ * a pointer belongs to. */
+Heap& current_heap();
+Heap& heap_for_pointer(void* p);
+int process_start(tm_call* call);
+int bind_tcs(tm_call* call);
+int process_end(tm_call* call);
 
 /* Writes to the host's stdout (fd 1) or stderr (fd 2) through an OCALL. */
 int host_write(int fd, const void* data, size_t size);

@@ -32,6 +32,7 @@
 namespace teemate::trts {
 
 struct EcallState;
+struct ProcessContext;
 
 struct ThreadData {
   ThreadData* self;           /* 0x00 */
@@ -62,6 +63,7 @@ struct ThreadData {
   uint64_t pending_fault_addr;
   uint64_t pending_fault_valid;
   void* main_frame;           /* RunMain ECALL in progress, for exit() */
+  ProcessContext* context;    /* the attached process this TCS is leased to, if any */
 };
 
 static_assert(offsetof(ThreadData, canary) == TD_CANARY);

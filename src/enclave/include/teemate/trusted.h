@@ -194,6 +194,25 @@ int tm_sealed_lengths(const void* blob, size_t blob_len, size_t* aad_len, size_t
 int tm_unseal(const void* blob, size_t blob_len, void* aad_out, size_t aad_cap, size_t* aad_len_out,
               void* out, size_t out_cap, size_t* out_len);
 
+/* A lock for state shared between attached processes. It records which
+ * process holds it: if that process ends while holding it (crash, SIGKILL),
+ * the runtime releases it when the process's context is torn down, so the
+ * other processes keep running. Not recursive. */
+typedef struct tm_mutex {
+  volatile uint32_t locked;
+  uint32_t owner_context; /* 0: none, or a process context id */
+} tm_mutex;
+#define TM_MUTEX_INIT {0, 0}
+void tm_mutex_lock(tm_mutex* m);
+int tm_mutex_trylock(tm_mutex* m); /* 1 when taken */
+void tm_mutex_unlock(tm_mutex* m);
+
+/* The process context of the calling thread: 0 in a dedicated enclave (or a
+ * thread the daemon runs), else the id the daemon's attach gave it. */
+uint32_t tm_process_id(void);
+/* Bytes allocated in the calling process's arena (0 without a context). */
+size_t tm_process_heap_used(void);
+
 /* Terminates the current ECALL with an error (never returns). */
 __attribute__((noreturn)) void tm_abort(const char* why);
 
