@@ -99,6 +99,11 @@ class Enclave {
   // Registers an OCALL handler for `id` (>= 0x100).
   virtual Status set_ocall(uint32_t id, OcallHandler handler) = 0;
   virtual const EnclaveInfo& info() const = 0;
+
+  // Shared mode only: lease `n` more TCS slots from the daemon, or give `n`
+  // idle ones back, while the process runs.
+  virtual Status lease_tcs(uint32_t n) = 0;
+  virtual Status release_tcs(uint32_t n) = 0;
 };
 
 }  // namespace teemate

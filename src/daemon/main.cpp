@@ -9,6 +9,7 @@
 int main(int argc, char** argv) {
   teemate::daemon::DaemonOptions opts;
   opts.socket_path = teemate::daemon::default_socket_path();
+  opts.state_dir = teemate::daemon::default_state_dir();
   CLI::App app{
       "teemated keeps enclaves warm and shares them with container processes.\n\n"
       "It builds an enclave once per image (on request), then hands any number of later processes an\n"
@@ -17,6 +18,7 @@ int main(int argc, char** argv) {
       "however it ends, takes its TCS back and resets them so the others keep running.",
       "teemated"};
   app.add_option("--socket", opts.socket_path, "Control socket (mode 0660).")->capture_default_str();
+  app.add_option("--state-dir", opts.state_dir, "Directory for teemated.pid (created 0700).")->capture_default_str();
   app.add_option("--backend", opts.backend, "Backend: sim (software emulation, no protection) or sgx.")
       ->capture_default_str();
   app.add_flag("-v,--verbose", opts.verbose, "Log every connection and failed request.");

@@ -104,6 +104,7 @@ class DaemonImpl final : public Daemon {
     std::error_code ec;
     std::filesystem::create_directories(std::filesystem::path(o.socket_path).parent_path(), ec);
     TM_ASSIGN_OR_RETURN(listen_, protocol::listen_unix(o.socket_path, 0660));
+    TM_RETURN_IF_ERROR(write_pid_file(o.state_dir));
     sigset_t mask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGINT);
@@ -139,6 +140,8 @@ class DaemonImpl final : public Daemon {
       }
       if (fds[1].revents) {
         log("stopping on signal");
+        unlink(options_.socket_path.c_str());
+        unlink(pid_file_.c_str());
         return {};
       }
       if (fds[0].revents & POLLIN) accept_client();
@@ -160,6 +163,24 @@ class DaemonImpl final : public Daemon {
   }
 
  private:
+  // state_dir/teemated.pid, written atomically.
+  Status write_pid_file(const std::string& dir) {
+    if (dir.empty()) return {};
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) return Status(Code::kIo, "cannot create state directory " + dir + ": " + ec.message());
+    chmod(dir.c_str(), 0700);
+    pid_file_ = dir + "/teemated.pid";
+    const std::string tmp = pid_file_ + ".tmp";
+    FILE* f = std::fopen(tmp.c_str(), "w");
+    if (!f) return io_error("cannot write " + tmp, errno);
+    std::fprintf(f, "%d\n", getpid());
+    if (std::fclose(f) != 0 || rename(tmp.c_str(), pid_file_.c_str()) != 0) {
+      return io_error("cannot write " + pid_file_, errno);
+    }
+    return {};
+  }
+
   void accept_client() {
     int fd = accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) return;
@@ -303,7 +324,13 @@ class DaemonImpl final : public Daemon {
     w->stamp = stamp;
     w->loaded.emplace(std::move(img));
     const image::Layout& layout = w->loaded->layout;
-    TM_ASSIGN_OR_RETURN(w->enclave, backend_->create(host::create_params_for(layout)));
+    // Shared enclaves live far from where clients' own mappings go (the
+    // executable near 0x55..., libraries and mmaps below 0x7f...), so that
+    // the same base is free in every process that attaches.
+    host::CreateParams cp = host::create_params_for(layout);
+    cp.base_hint = next_base_;
+    TM_ASSIGN_OR_RETURN(w->enclave, backend_->create(cp));
+    next_base_ = std::max(next_base_, w->enclave->base() + 2 * w->enclave->size());
     TM_RETURN_IF_ERROR(host::add_image_pages(*w->enclave, layout).with_context(canonical));
     TM_RETURN_IF_ERROR(w->enclave->init(w->loaded->file.sigstruct).with_context(canonical));
     w->mrenclave = sgx::to_hex(w->enclave->mrenclave());
@@ -573,11 +600,20 @@ class DaemonImpl final : public Daemon {
   std::vector<std::unique_ptr<Warm>> warm_;
   std::vector<std::unique_ptr<Client>> clients_;
   uint32_t next_id_ = 1;
+  uint64_t next_base_ = 0x200000000000ull;  // 32 TiB
+  std::string pid_file_;
 };
 
 }  // namespace
 
 std::string default_socket_path() { return default_daemon_socket(); }
+
+std::string default_state_dir() {
+  if (geteuid() == 0) return "/var/lib/teemate";
+  if (const char* x = std::getenv("XDG_STATE_HOME"); x && *x) return std::string(x) + "/teemate";
+  if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.local/state/teemate";
+  return "/tmp/teemate-" + std::to_string(geteuid()) + "/state";
+}
 
 Result<std::unique_ptr<Daemon>> Daemon::create(const DaemonOptions& options) {
   auto d = std::make_unique<DaemonImpl>();

@@ -14,6 +14,7 @@ namespace teemate::daemon {
 
 struct DaemonOptions {
   std::string socket_path;  // created with mode 0660
+  std::string state_dir;    // holds teemated.pid; created 0700 if missing
   std::string backend = "sim";
   bool verbose = false;
 };
@@ -21,6 +22,8 @@ struct DaemonOptions {
 // The default socket: $TEEMATE_SOCKET, else /run/teemate/teemated.sock for
 // root, else $XDG_RUNTIME_DIR/teemate/teemated.sock (or /tmp/teemate-UID/).
 std::string default_socket_path();
+// /var/lib/teemate for root, else $XDG_STATE_HOME/teemate or ~/.local/state/teemate.
+std::string default_state_dir();
 
 class Daemon {
  public:

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -76,7 +77,8 @@ class SharedEnclaveTest : public ::testing::Test {
   static void SetUpTestSuite() {
     socket_ = std::filesystem::temp_directory_path() / ("teemate-test-" + std::to_string(getpid()) + ".sock");
     setenv("TEEMATE_SOCKET", socket_.c_str(), 1);
-    daemon_ = spawn({build_dir() + "/bin/teemated", "--socket", socket_});
+    state_dir_ = std::filesystem::temp_directory_path() / ("teemate-test-state-" + std::to_string(getpid()));
+    daemon_ = spawn({build_dir() + "/bin/teemated", "--socket", socket_, "--state-dir", state_dir_});
     ASSERT_GT(daemon_, 0);
     for (int i = 0; i < 200 && !std::filesystem::exists(socket_); ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -89,7 +91,9 @@ class SharedEnclaveTest : public ::testing::Test {
       int status = 0;
       waitpid(daemon_, &status, 0);
       EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "teemated did not stop cleanly";
+      EXPECT_FALSE(std::filesystem::exists(socket_)) << "teemated left its socket behind";
     }
+    std::filesystem::remove_all(state_dir_);
   }
 
   // The daemon's view of our test enclave: {tcs_free, tcs_total}.
@@ -130,6 +134,7 @@ class SharedEnclaveTest : public ::testing::Test {
   }
 
   static inline std::string socket_;
+  static inline std::string state_dir_;
   static inline pid_t daemon_ = -1;
 };
 
@@ -300,6 +305,78 @@ TEST_F(SharedEnclaveTest, ThirtyTwoProcessesOnSeveralThreadsEach) {
   EXPECT_EQ(failed, 0);
   const uint64_t end = std::stoull(run({client(), "count", "0", wide}, &rc));
   EXPECT_EQ(end - start, uint64_t{kProcesses} * kThreads * kCalls);
+}
+
+
+TEST_F(SharedEnclaveTest, DaemonWritesItsPidFile) {
+  std::FILE* f = std::fopen((state_dir_ + "/teemated.pid").c_str(), "r");
+  ASSERT_NE(f, nullptr);
+  int pid = 0;
+  EXPECT_EQ(std::fscanf(f, "%d", &pid), 1);
+  std::fclose(f);
+  EXPECT_EQ(pid, daemon_);
+}
+
+TEST_F(SharedEnclaveTest, AProcessLeasesMoreTcsAndGivesThemBack) {
+  int rc = 0;
+  run({client(), "count", "0", image()}, &rc);
+  const uint64_t total = tcs_free_total().second;
+  AttachOptions o;
+  o.image = image();
+  auto e = Enclave::attach(o);
+  ASSERT_TRUE(e.ok()) << e.status().to_string();
+  EXPECT_EQ(tcs_free_total().first, total - 1);
+  ASSERT_TRUE((*e)->lease_tcs(2).ok());
+  EXPECT_EQ((*e)->info().tcs_count, 3u);
+  EXPECT_EQ(tcs_free_total().first, total - 3);
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int t = 0; t < 3; ++t) {
+    threads.emplace_back([&] {
+      CallArgs a;
+      a.scalar(0, 1);
+      if ((*e)->call(kEcallCount, a).ok()) ok++;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 3);
+  ASSERT_TRUE((*e)->release_tcs(2).ok());
+  EXPECT_EQ(tcs_free_total().first, total - 1);
+  Status last = (*e)->release_tcs(1);
+  EXPECT_EQ(last.code(), Code::kInvalidArgument) << "giving back the last TCS must be refused";
+  CallArgs a;
+  EXPECT_TRUE((*e)->call(kEcallCount, a).ok());
+}
+
+TEST_F(SharedEnclaveTest, BadMessagesCloseOnlyThatConnection) {
+  auto s = protocol::connect_unix(socket_);
+  ASSERT_TRUE(s.ok());
+  const uint8_t huge[4] = {0xff, 0xff, 0xff, 0x7f};  // a 2 GiB "message"
+  ASSERT_EQ(write(s->get(), huge, 4), 4);
+  char byte;
+  EXPECT_EQ(read(s->get(), &byte, 1), 0) << "the daemon must close the connection";
+  auto t = protocol::connect_unix(socket_);
+  ASSERT_TRUE(t.ok());
+  // An operation before hello is out of order.
+  ASSERT_TRUE(protocol::send_message(t->get(), protocol::make_request("list")).ok());
+  EXPECT_EQ(read(t->get(), &byte, 1), 0);
+  int rc = 0;
+  run({client(), "count", "1", image()}, &rc);
+  EXPECT_EQ(rc, 0) << "other clients are served as before";
+}
+
+TEST_F(SharedEnclaveTest, TeemateEnclaveRunShared) {
+  int rc = 0;
+  std::string out = run({build_dir() + "/bin/teemate", "enclave", "run", "--shared", "--socket", socket_,
+                         build_dir() + "/enclaves/hello.tme", "--", "from", "shared"},
+                        &rc);
+  EXPECT_EQ(rc, 0);
+  EXPECT_NE(out.find("Hello from inside the enclave!"), std::string::npos) << out;
+  EXPECT_NE(out.find("argv[2] = shared"), std::string::npos) << out;
+  out = run({build_dir() + "/bin/teemate", "enclave", "run", "--shared", "--socket", socket_,
+             build_dir() + "/enclaves/hello.tme", "--", "fail"},
+            &rc);
+  EXPECT_EQ(rc, 3) << "main's return value is the exit status in shared mode too";
 }
 
 }  // namespace

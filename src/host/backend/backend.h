@@ -48,6 +48,9 @@ struct CreateParams {
   sgx::Attributes attributes{};
   uint16_t isv_prod_id = 0;
   uint16_t isv_svn = 0;
+  // Where to try to put the enclave (0: anywhere). Enclaves that other
+  // processes will attach go in a high range those processes leave free.
+  uint64_t base_hint = 0;
 };
 
 // What another process needs to map an initialised enclave at the same

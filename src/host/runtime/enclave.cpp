@@ -172,12 +172,7 @@ class EnclaveImpl final : public Enclave {
     h.size = b["size"].get<uint64_t>();
     TM_ASSIGN_OR_RETURN(backend_, host::open_backend("sim"));
     TM_ASSIGN_OR_RETURN(enclave_, backend_->attach(h));
-    for (const auto& t : b["tcs"]) {
-      const uint64_t addr = t.value("address", uint64_t{0});
-      if (addr < h.base || addr - h.base >= h.size) return corrupt("teemated leased a TCS outside the enclave");
-      free_tcs_.push_back(static_cast<uint32_t>(tcs_addrs_.size()));
-      tcs_addrs_.push_back(addr);
-    }
+    TM_RETURN_IF_ERROR(adopt_tcs(b["tcs"]));
     if (tcs_addrs_.empty()) return corrupt("teemated leased no TCS");
     enclave_id_ = id;
     info_.mrenclave_hex = sgx::to_hex(enclave_->mrenclave());
@@ -187,6 +182,59 @@ class EnclaveImpl final : public Enclave {
     info_.tcs_count = static_cast<uint32_t>(tcs_addrs_.size());
     image_name_ = o.image.substr(o.image.find_last_of('/') + 1);
     return {};
+  }
+
+  // Adds TCS the daemon leased to us ({"index", "address"} objects).
+  Status adopt_tcs(const nlohmann::json& list) {
+    if (!list.is_array()) return corrupt("teemated's reply lacks the leased TCS");
+    std::lock_guard lock(tcs_mu_);
+    for (const auto& t : list) {
+      const uint64_t addr = t.value("address", uint64_t{0});
+      if (addr < info_base() || addr - info_base() >= enclave_->size()) {
+        return corrupt("teemated leased a TCS outside the enclave");
+      }
+      free_tcs_.push_back(static_cast<uint32_t>(tcs_addrs_.size()));
+      tcs_addrs_.push_back(addr);
+      daemon_index_.push_back(t.value("index", uint32_t{0}));
+    }
+    info_.tcs_count = static_cast<uint32_t>(free_tcs_.size());
+    tcs_cv_.notify_all();
+    return {};
+  }
+  uint64_t info_base() const { return enclave_->base(); }
+
+  Status lease_tcs(uint32_t n) override {
+    if (!daemon_) return unsupported("lease_tcs: this enclave is dedicated, not attached through teemated");
+    TM_ASSIGN_OR_RETURN(protocol::Message r, protocol::call(daemon_.get(), protocol::make_request(
+                                                 "lease", {{"enclave", enclave_id_}, {"tcs", n}})));
+    return adopt_tcs(r.body["tcs"]);
+  }
+
+  Status release_tcs(uint32_t n) override {
+    if (!daemon_) return unsupported("release_tcs: this enclave is dedicated, not attached through teemated");
+    std::vector<uint32_t> mine;
+    {
+      std::lock_guard lock(tcs_mu_);
+      if (n >= free_tcs_.size()) {
+        return invalid_argument("release_tcs: " + std::to_string(n) + " of " + std::to_string(free_tcs_.size()) +
+                                " idle TCS would leave none");
+      }
+      for (uint32_t k = 0; k < n; ++k) {
+        mine.push_back(free_tcs_.back());
+        free_tcs_.pop_back();
+      }
+      info_.tcs_count = static_cast<uint32_t>(free_tcs_.size());
+    }
+    nlohmann::json idx = nlohmann::json::array();
+    for (uint32_t t : mine) idx.push_back(daemon_index_[t]);
+    Status st = protocol::call(daemon_.get(), protocol::make_request("release", {{"enclave", enclave_id_}, {"tcs", idx}}))
+                    .status();
+    if (!st.ok()) {
+      std::lock_guard lock(tcs_mu_);
+      for (uint32_t t : mine) free_tcs_.push_back(t);
+      info_.tcs_count = static_cast<uint32_t>(free_tcs_.size());
+    }
+    return st;
   }
 
   ~EnclaveImpl() override {
@@ -227,7 +275,7 @@ class EnclaveImpl final : public Enclave {
 
     Status st = run(tcs, abi::kEntryEcall, reinterpret_cast<uint64_t>(&frame), scratch, abi::kExitReturn);
     t_active.pop_back();
-    if (!nested) release_tcs(tcs);
+    if (!nested) return_to_pool(tcs);
     TM_RETURN_IF_ERROR(st);
     for (size_t i = 0; i < args.buffer_count(); ++i) {
       auto& b = args.buffer(i);
@@ -282,7 +330,7 @@ class EnclaveImpl final : public Enclave {
     return t;
   }
 
-  void release_tcs(uint32_t t) {
+  void return_to_pool(uint32_t t) {
     {
       std::lock_guard lock(tcs_mu_);
       // A TCS whose entry failed at the architecture level stays out of the
@@ -419,6 +467,7 @@ class EnclaveImpl final : public Enclave {
   EnclaveInfo info_;
   std::string image_name_;
   protocol::UniqueFd daemon_;  // shared mode: the connection that holds our lease
+  std::vector<uint32_t> daemon_index_;  // the daemon's index of each of our TCS
   uint64_t enclave_id_ = 0;
 };
 

@@ -70,7 +70,8 @@ class SimEnclave final : public BackendEnclave {
     if (memfd_ < 0) return io_error("ECREATE: memfd_create", errno);
     if (ftruncate(memfd_, static_cast<off_t>(p.size)) != 0) return io_error("ECREATE: sizing enclave memory", errno);
     // Reserve twice the size and keep the naturally aligned half.
-    void* r = mmap(nullptr, 2 * p.size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    void* r = mmap(reinterpret_cast<void*>(p.base_hint), 2 * p.size, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (r == MAP_FAILED) return io_error("ECREATE: reserving " + std::to_string(2 * p.size) + " bytes", errno);
     uint64_t start = reinterpret_cast<uint64_t>(r);
     uint64_t base = (start + p.size - 1) & ~(p.size - 1);
