@@ -267,19 +267,22 @@ class DaemonImpl final : public Daemon {
   Result<json> hello(Client& c, const json& req) {
     c.greeted = true;
     if (req.contains("client") && req["client"].is_string()) c.name = req["client"].get<std::string>().substr(0, 64);
-    return json{{"daemon", "teemated 0.1.0"}, {"backend", backend_->name()}, {"pid", getpid()}};
+    return json{{"daemon", "teemated"}, {"version", "0.1.0"}, {"protocol", protocol::kVersion},
+                {"backend", backend_->name()}, {"pid", getpid()}};
   }
 
   Result<json> describe(const Warm& w) {
     uint32_t free = 0;
-    std::vector<int32_t> pids;
-    for (int32_t p : w.lease) {
-      if (p == 0) ++free;
-      else if (std::find(pids.begin(), pids.end(), p) == pids.end()) pids.push_back(p);
+    for (int32_t p : w.lease) free += p == 0;
+    json attached = json::array();
+    for (const auto& c : clients_) {
+      auto it = c->leases.find(w.id);
+      if (it == c->leases.end()) continue;
+      attached.push_back(json{{"pid", c->cred.pid}, {"uid", c->cred.uid}, {"tcs", it->second}});
     }
     return json{{"enclave", w.id}, {"image", w.image}, {"mrenclave", w.mrenclave},
-                {"base", w.enclave->base()}, {"size", w.enclave->size()},
-                {"tcs_total", w.lease.size()}, {"tcs_free", free}, {"processes", pids}};
+                {"base", w.enclave->base()}, {"size", w.enclave->size()}, {"tcs_count", w.lease.size()},
+                {"tcs_total", w.lease.size()}, {"tcs_free", free}, {"attached", attached}};
   }
 
   // May the client's user read `path`? (The daemon may run as root.)
@@ -352,6 +355,17 @@ class DaemonImpl final : public Daemon {
     return json{{"enclaves", arr}};
   }
 
+  // The enclave a request names, or the connection's one attachment.
+  Result<Warm*> find_for(const Client& c, const json& req) {
+    if (!req.contains("enclave") && !req.contains("mrenclave")) {
+      if (c.leases.size() + c.contexts.size() == 0) return invalid_argument("not attached to any enclave");
+      const uint32_t id = !c.leases.empty() ? c.leases.begin()->first : c.contexts.begin()->first;
+      if (Warm* w = by_id(id)) return w;
+      return Status(Code::kNotFound, "no enclave " + std::to_string(id));
+    }
+    return find(req);
+  }
+
   Result<Warm*> find(const json& req) {
     if (req.contains("enclave")) {
       TM_ASSIGN_OR_RETURN(uint64_t id, protocol::get_u64(req, "enclave", UINT32_MAX));
@@ -411,6 +425,7 @@ class DaemonImpl final : public Daemon {
       return Status(Code::kBusy, "enclave " + std::to_string(w.id) + " has " + std::to_string(got.size()) +
                                      " free TCS, " + std::to_string(n) + " requested");
     }
+    if (got.empty()) return got;
     // The process's context in the enclave, made on its first lease.
     const pid_t me = getpid();
     for (uint32_t i : got) TM_RETURN_IF_ERROR(w.enclave->set_tcs_lease(i, me));
@@ -450,18 +465,18 @@ class DaemonImpl final : public Daemon {
   Result<json> attach(Client& c, const json& req, std::vector<int>* fds) {
     TM_ASSIGN_OR_RETURN(Warm * w, find(req));
     if (c.leases.count(w->id)) return invalid_argument("already attached to enclave " + std::to_string(w->id) + "; use lease");
-    TM_ASSIGN_OR_RETURN(uint64_t n, protocol::get_u64(req, "tcs", 1024));
-    if (n == 0) return invalid_argument("field 'tcs' must be at least 1");
+    TM_ASSIGN_OR_RETURN(uint64_t n, protocol::get_u64(req, "tcs", w->lease.size()));
     TM_ASSIGN_OR_RETURN(host::AttachHandles h, w->enclave->export_handles());
     TM_ASSIGN_OR_RETURN(std::vector<uint32_t> got, take(c, *w, n));
+    if (got.empty()) c.leases[w->id];  // attached without slots yet
     *fds = h.fds;
     if (options_.verbose) log("pid %d (%s) attached to enclave %u with %zu TCS", c.cred.pid, c.name.c_str(), w->id, got.size());
-    return json{{"enclave", w->id}, {"image", w->image}, {"mrenclave", w->mrenclave}, {"base", h.base},
-                {"size", h.size}, {"tcs", tcs_json(*w, got)}};
+    return json{{"enclave", w->id}, {"backend", backend_->name()}, {"image", w->image},
+                {"mrenclave", w->mrenclave}, {"base", h.base}, {"size", h.size}, {"tcs", tcs_json(*w, got)}};
   }
 
   Result<json> lease(Client& c, const json& req) {
-    TM_ASSIGN_OR_RETURN(Warm * w, find(req));
+    TM_ASSIGN_OR_RETURN(Warm * w, find_for(c, req));
     if (!c.leases.count(w->id)) return invalid_argument("attach to enclave " + std::to_string(w->id) + " first");
     TM_ASSIGN_OR_RETURN(uint64_t n, protocol::get_u64(req, "tcs", 1024));
     TM_ASSIGN_OR_RETURN(std::vector<uint32_t> got, take(c, *w, n));
@@ -469,7 +484,7 @@ class DaemonImpl final : public Daemon {
   }
 
   Result<json> release(Client& c, const json& req) {
-    TM_ASSIGN_OR_RETURN(Warm * w, find(req));
+    TM_ASSIGN_OR_RETURN(Warm * w, find_for(c, req));
     TM_ASSIGN_OR_RETURN(std::vector<uint64_t> want, protocol::get_u64_array(req, "tcs", UINT32_MAX, 1024));
     auto& mine = c.leases[w->id];
     for (uint64_t i : want) {
@@ -484,7 +499,7 @@ class DaemonImpl final : public Daemon {
   }
 
   Result<json> detach(Client& c, const json& req) {
-    TM_ASSIGN_OR_RETURN(Warm * w, find(req));
+    TM_ASSIGN_OR_RETURN(Warm * w, find_for(c, req));
     auto it = c.leases.find(w->id);
     if (it == c.leases.end()) return json::object();
     std::vector<uint32_t> kept = release_idle(c, w->id, it->second);

@@ -175,6 +175,9 @@ class EnclaveImpl final : public Enclave {
     TM_RETURN_IF_ERROR(adopt_tcs(b["tcs"]));
     if (tcs_addrs_.empty()) return corrupt("teemated leased no TCS");
     enclave_id_ = id;
+    if (sgx::to_hex(enclave_->mrenclave()) != b.value("mrenclave", std::string())) {
+      return security_error("the enclave teemated mapped is not the one it named (MRENCLAVE differs)");
+    }
     info_.mrenclave_hex = sgx::to_hex(enclave_->mrenclave());
     info_.mrsigner_hex = sgx::to_hex(enclave_->mrsigner());
     info_.base = enclave_->base();
