@@ -141,7 +141,8 @@ enum RuntimeEcall : uint32_t {
   // Process contexts (sent by the daemon on a TCS it holds):
   kEcallProcessStart = 4,  // scalars[0] in: host pid; [1] in: arena bytes; [0] out: context id
   kEcallBindTcs = 5,       // scalars[0] in: context id (0 unbinds); on the TCS being leased
-  kEcallProcessEnd = 6,    // scalars[0] in: context id; frees its arena, releases its locks
+  kEcallProcessEnd = 6,    // scalars[0] in: context id; frees its arena, releases its locks;
+                           // [1] out: main()'s exit status (-1: none); [2] out: arena bytes never freed
 };
 enum RuntimeOcall : uint32_t {
   kOcallWrite = 1,       // scalars[0] fd (1 or 2); bufs[0] in; scalars[1] out: bytes written

@@ -540,7 +540,13 @@ class DaemonImpl final : public Daemon {
     Status st = reset_tcs(w, i, owner_dead);
     if (st.ok() && last && c.contexts.count(w.id)) {
       auto r = runtime_ecall(w, i, abi::kEcallProcessEnd, {c.contexts[w.id], 0, 0, 0});
-      if (!r.ok()) log("enclave %u: ending the context of pid %d failed: %s", w.id, c.cred.pid, r.status().message().c_str());
+      if (!r.ok()) {
+        log("enclave %u: ending the context of pid %d failed: %s", w.id, c.cred.pid, r.status().message().c_str());
+      } else if (options_.verbose || owner_dead) {
+        log("enclave %u: context of pid %d ended (main status %lld, %llu arena bytes never freed, reclaimed)",
+            w.id, c.cred.pid, static_cast<long long>(static_cast<int64_t>((*r)[1])),
+            static_cast<unsigned long long>((*r)[2]));
+      }
       c.contexts.erase(w.id);
     }
     if (!st.ok()) {

@@ -72,6 +72,14 @@ std::string run(const std::vector<std::string>& argv, int* rc) {
 
 std::string client() { return build_dir() + "/tests/teemate-test-client"; }
 
+// Reads one line a spawned client printed.
+std::string read_line(int fd) {
+  std::string line;
+  char ch;
+  while (read(fd, &ch, 1) == 1 && ch != '\n') line.push_back(ch);
+  return line;
+}
+
 class SharedEnclaveTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -167,6 +175,9 @@ TEST_F(SharedEnclaveTest, KilledInsideAnEcallIsRecoveredWithinASecond) {
   ASSERT_STREQ(line, "inside\n");
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // well inside the loop
   EXPECT_EQ(tcs_free_total().first, free_before - 1);
+  // Another process keeps working through the kill and the recovery.
+  int busy_out = -1;
+  pid_t bystander = spawn({client(), "threads", "2", "300", image()}, &busy_out);
   const auto killed_at = std::chrono::steady_clock::now();
   kill(spinner, SIGKILL);
   waitpid(spinner, nullptr, 0);
@@ -177,6 +188,11 @@ TEST_F(SharedEnclaveTest, KilledInsideAnEcallIsRecoveredWithinASecond) {
     if (!recovered) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   EXPECT_TRUE(recovered) << "the TCS was not back within one second";
+  EXPECT_EQ(read_line(busy_out), "ok");
+  close(busy_out);
+  int status = 0;
+  waitpid(bystander, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "a process running alongside was disturbed";
   // Every TCS (the recovered one included) serves the next processes.
   for (int i = 0; i < static_cast<int>(total); ++i) {
     run({client(), "count", "1", image()}, &rc);
@@ -216,13 +232,6 @@ TEST_F(SharedEnclaveTest, AttachCallDetachCyclesLeakNothing) {
 }
 
 
-// Reads one line a spawned client printed.
-std::string read_line(int fd) {
-  std::string line;
-  char ch;
-  while (read(fd, &ch, 1) == 1 && ch != '\n') line.push_back(ch);
-  return line;
-}
 
 TEST_F(SharedEnclaveTest, EachProcessHasAnArenaThatEndsWithIt) {
   int rc = 0;
@@ -377,6 +386,19 @@ TEST_F(SharedEnclaveTest, TeemateEnclaveRunShared) {
              build_dir() + "/enclaves/hello.tme", "--", "fail"},
             &rc);
   EXPECT_EQ(rc, 3) << "main's return value is the exit status in shared mode too";
+}
+
+
+TEST_F(SharedEnclaveTest, AttachFailsClearlyWhenTheBaseIsTaken) {
+  AttachOptions o;
+  o.image = image();
+  auto first = Enclave::attach(o);
+  ASSERT_TRUE(first.ok()) << first.status().to_string();
+  auto second = Enclave::attach(o);  // same process: the range is mapped already
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.status().message().find("already in use"), std::string::npos) << second.status().message();
+  CallArgs a;
+  EXPECT_TRUE((*first)->call(kEcallCount, a).ok()) << "the failed attach must not disturb the first";
 }
 
 }  // namespace

@@ -44,6 +44,7 @@ int run_main(const char* blob, size_t size, int* exit_code) {
     p += strlen(p) + 1;
   }
   *exit_code = call_main(argc, argv);
+  record_exit_status(*exit_code);
   free(argv);
   return TM_OK;
 }

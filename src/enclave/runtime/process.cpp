@@ -16,6 +16,7 @@ constexpr uint32_t kMaxHeldLocks = 64;
 struct ProcessContext {
   uint32_t id;      // index + 1 while live, 0 when free
   uint64_t host_pid;
+  int64_t exit_status;  // main()'s return value, once a main() of the process returned
   void* arena_mem;  // from the global heap
   Heap arena;
   tm_spinlock held_lock;
@@ -83,6 +84,7 @@ int process_start(tm_call* call) {
     if (c.id != 0) continue;
     memset(&c, 0, sizeof c);
     c.host_pid = call->scalars[0];
+    c.exit_status = -1;
     c.arena_mem = mem;
     if (mem) heap_init(c.arena, mem, arena_bytes);
     __atomic_store_n(&c.id, i + 1, __ATOMIC_RELEASE);
@@ -110,6 +112,8 @@ int bind_tcs(tm_call* call) {
 int process_end(tm_call* call) {
   ProcessContext* c = by_id(call->scalars[0]);
   if (!c) return TM_ERR_INVALID;
+  call->scalars[1] = static_cast<uint64_t>(c->exit_status);
+  call->scalars[2] = c->arena_mem ? c->arena.used : 0;  // what it never freed
   // Locks the process still holds: nobody else will ever release them.
   tm_spin_lock(&c->held_lock);
   for (uint32_t i = 0; i < c->nheld; ++i) {
@@ -128,6 +132,11 @@ int process_end(tm_call* call) {
   ThreadData* td = current_td();
   if (td->context == c) td->context = nullptr;
   return TM_OK;
+}
+
+void record_exit_status(int status) {
+  ThreadData* td = td_or_null();
+  if (td && td->context) td->context->exit_status = status;
 }
 
 }  // namespace teemate::trts

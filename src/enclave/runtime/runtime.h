@@ -69,6 +69,8 @@ Heap& heap_for_pointer(void* p);
 int process_start(tm_call* call);
 int bind_tcs(tm_call* call);
 int process_end(tm_call* call);
+/* main() of the current thread's process returned this status. */
+void record_exit_status(int status);
 
 /* Writes to the host's stdout (fd 1) or stderr (fd 2) through an OCALL. */
 int host_write(int fd, const void* data, size_t size);

@@ -130,6 +130,7 @@ class SimEnclave final : public BackendEnclave {
     munmap(build_view_, state_.size);
     build_view_ = nullptr;
     TM_RETURN_IF_ERROR(apply_permissions(perms_.data(), perms_.size()).with_context("EINIT"));
+    populate_added_pages();
     // The control memory: what every attached process must share.
     TM_RETURN_IF_ERROR(make_control());
     if (!registry_add(&state_)) return resource_error("EINIT: more than 64 enclaves in one process");
@@ -259,6 +260,27 @@ class SimEnclave final : public BackendEnclave {
       i = j;
     }
     return {};
+  }
+
+  // Every added page is resident in the EPC on hardware and charged to the
+  // enclave; map the owner's readable pages now so that memory accounting
+  // (RSS/PSS) sees them here too, as the owner of the pages.
+  void populate_added_pages() {
+#ifdef MADV_POPULATE_READ
+    const uint64_t pages = perms_.size();
+    for (uint64_t i = 0; i < pages;) {
+      uint64_t j = i;
+      while (j < pages && ((perms_[j] & sgx::kSecinfoR) && perms_[j] != kNotAdded) ==
+                              ((perms_[i] & sgx::kSecinfoR) && perms_[i] != kNotAdded)) {
+        ++j;
+      }
+      if ((perms_[i] & sgx::kSecinfoR) && perms_[i] != kNotAdded) {
+        madvise(reinterpret_cast<void*>(state_.base + i * sgx::kPageSize), (j - i) * sgx::kPageSize,
+                MADV_POPULATE_READ);
+      }
+      i = j;
+    }
+#endif
   }
 
   // Builds the control memory from what ECREATE/EADD/EINIT established.
