@@ -62,7 +62,11 @@ struct LoadOptions {
 // Attaching to a warm enclave that teemated keeps (shared mode).
 struct AttachOptions {
   std::string socket_path;  // empty: default_daemon_socket()
-  std::string image;        // the daemon loads it if no enclave of its MRENCLAVE is warm
+  // Which warm enclave: by MRENCLAVE (hex), else by the daemon's enclave
+  // id, else the one built from `image` (the daemon loads it if needed).
+  std::string mrenclave;
+  uint64_t enclave_id = 0;
+  std::string image;
   uint32_t tcs = 1;         // TCS slots to lease
   std::string client_name = "teemate";
   std::function<void(int fd, std::string_view text)> output;

@@ -52,9 +52,12 @@ void register_enclave(CLI::App& app) {
       "  or the call fails (an unhandled exception inside the enclave, for example); 2 on a usage\n"
       "  error.");
   run->callback([opts] {
-    Result<std::unique_ptr<Enclave>> e = opts->shared
-        ? Enclave::attach(AttachOptions{opts->socket, opts->image, 1, "teemate enclave run", {}})
-        : Enclave::load(opts->image, LoadOptions{opts->backend, {}});
+    AttachOptions attach;
+    attach.socket_path = opts->socket;
+    attach.image = opts->image;
+    attach.client_name = "teemate enclave run";
+    Result<std::unique_ptr<Enclave>> e = opts->shared ? Enclave::attach(attach)
+                                                      : Enclave::load(opts->image, LoadOptions{opts->backend, {}});
     if (!e.ok()) {
       report("enclave run", e.status());
       return;

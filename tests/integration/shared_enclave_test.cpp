@@ -401,5 +401,31 @@ TEST_F(SharedEnclaveTest, AttachFailsClearlyWhenTheBaseIsTaken) {
   EXPECT_TRUE((*first)->call(kEcallCount, a).ok()) << "the failed attach must not disturb the first";
 }
 
+
+TEST_F(SharedEnclaveTest, AttachByMrenclaveOrId) {
+  AttachOptions by_image;
+  by_image.image = image();
+  auto first = Enclave::attach(by_image);
+  ASSERT_TRUE(first.ok()) << first.status().to_string();
+  const std::string mr = (*first)->info().mrenclave_hex;
+  first = Result<std::unique_ptr<Enclave>>(Status(Code::kInternal, "detached"));  // unmap before the next attach
+
+  AttachOptions by_mr;
+  by_mr.mrenclave = mr;
+  auto second = Enclave::attach(by_mr);
+  ASSERT_TRUE(second.ok()) << second.status().to_string();
+  EXPECT_EQ((*second)->info().mrenclave_hex, mr);
+  CallArgs a;
+  EXPECT_TRUE((*second)->call(kEcallCount, a).ok());
+  second = Result<std::unique_ptr<Enclave>>(Status(Code::kInternal, "detached"));
+
+  AttachOptions unknown;
+  unknown.mrenclave = std::string(64, 'e');
+  auto none = Enclave::attach(unknown);
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.status().code(), Code::kNotFound) << none.status().to_string();
+  EXPECT_NE(none.status().message().find("MRENCLAVE"), std::string::npos) << none.status().message();
+}
+
 }  // namespace
 }  // namespace teemate

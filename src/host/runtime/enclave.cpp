@@ -155,13 +155,23 @@ class EnclaveImpl final : public Enclave {
     TM_ASSIGN_OR_RETURN(daemon_, protocol::connect_unix(sock_path));
     TM_RETURN_IF_ERROR(protocol::call(daemon_.get(), protocol::make_request("hello", {{"client", o.client_name}}))
                            .status());
-    std::error_code ec;
-    const std::string image = std::filesystem::absolute(o.image, ec).string();
-    TM_ASSIGN_OR_RETURN(protocol::Message loaded,
-                        protocol::call(daemon_.get(), protocol::make_request("load", {{"image", image}})));
-    const uint64_t id = loaded.body.value("enclave", uint64_t{0});
-    TM_ASSIGN_OR_RETURN(protocol::Message att,
-                        protocol::call(daemon_.get(), protocol::make_request("attach", {{"enclave", id}, {"tcs", o.tcs}})));
+    nlohmann::json which;
+    if (!o.mrenclave.empty()) {
+      which = {{"mrenclave", o.mrenclave}};
+    } else if (o.enclave_id != 0) {
+      which = {{"enclave", o.enclave_id}};
+    } else {
+      if (o.image.empty()) return invalid_argument("attach: name an image, an enclave id or a MRENCLAVE");
+      std::error_code ec;
+      const std::string image = std::filesystem::absolute(o.image, ec).string();
+      TM_ASSIGN_OR_RETURN(protocol::Message loaded,
+                          protocol::call(daemon_.get(), protocol::make_request("load", {{"image", image}})));
+      which = {{"enclave", loaded.body.value("enclave", uint64_t{0})}};
+    }
+    nlohmann::json req = which;
+    req["tcs"] = o.tcs;
+    TM_ASSIGN_OR_RETURN(protocol::Message att, protocol::call(daemon_.get(), protocol::make_request("attach", req)));
+    const uint64_t id = att.body.value("enclave", uint64_t{0});
     const nlohmann::json& b = att.body;
     host::AttachHandles h;
     for (auto& fd : att.fds) h.fds.push_back(fd.get());
@@ -183,7 +193,8 @@ class EnclaveImpl final : public Enclave {
     info_.base = enclave_->base();
     info_.size = enclave_->size();
     info_.tcs_count = static_cast<uint32_t>(tcs_addrs_.size());
-    image_name_ = o.image.substr(o.image.find_last_of('/') + 1);
+    const std::string image_path = b.value("image", o.image);
+    image_name_ = image_path.substr(image_path.find_last_of('/') + 1);
     return {};
   }
 
@@ -478,7 +489,10 @@ class EnclaveImpl final : public Enclave {
 
 Result<std::unique_ptr<Enclave>> Enclave::attach(const AttachOptions& options) {
   auto e = std::make_unique<EnclaveImpl>();
-  TM_RETURN_IF_ERROR(e->attach(options).with_context("attaching to " + options.image));
+  const std::string what = !options.mrenclave.empty() ? "MRENCLAVE " + options.mrenclave
+                           : options.enclave_id   ? "enclave " + std::to_string(options.enclave_id)
+                                                  : options.image;
+  TM_RETURN_IF_ERROR(e->attach(options).with_context("attaching to " + what));
   return std::unique_ptr<Enclave>(std::move(e));
 }
 
