@@ -216,9 +216,10 @@ const void* aex(SimEnclaveState* st, SimTcs* t, ucontext_t* uc, uint32_t vector,
     std::_Exit(134);
   }
   if (trace_enabled()) {
-    std::fprintf(stderr, "teemate sim: AEX on TCS %u: vector %u%s at enclave+0x%llx (cssa %u -> %u)\n", t->index,
-                 vector, valid ? "" : " (not reported)",
-                 static_cast<unsigned long long>(R(uc, REG_RIP) - st->base), t->cssa, t->cssa + 1);
+    std::fprintf(stderr, "teemate sim: AEX on TCS %u: vector %u%s at enclave+0x%llx, address 0x%llx (cssa %u -> %u)\n",
+                 t->index, vector, valid ? "" : " (not reported)",
+                 static_cast<unsigned long long>(R(uc, REG_RIP) - st->base), static_cast<unsigned long long>(maddr),
+                 t->cssa, t->cssa + 1);
   }
   sgx::GprSgx* g = gpr_of(st, t, t->cssa);
   g->rax = R(uc, REG_RAX); g->rcx = R(uc, REG_RCX); g->rdx = R(uc, REG_RDX);
