@@ -122,6 +122,10 @@ void teemate_exception_entry(uint64_t cssa, uint64_t reason) {
 // the heap copies of each call), a pending OCALL, a running main().
 void teemate_reset_thread(void) {
   ThreadData* td = current_td();
+  // A thread killed in the few instructions it holds a runtime lock must
+  // not take the enclave down with it.
+  heap_recover_lock(reinterpret_cast<uint64_t>(td));
+  teemate_stdio_recover_lock(reinterpret_cast<uint64_t>(td));
   for (EcallState* st = td->current_ecall; st; st = st->outer) {
     for (void*& p : st->copies) {
       heap_free(p);

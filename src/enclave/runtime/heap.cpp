@@ -66,6 +66,23 @@ Block* header_of(const Heap& h, void* p, const char** why) {
 
 Heap g_heap;
 
+uint64_t self_td() {
+  uint64_t td = 0;
+#ifndef TEEMATE_HEAP_NO_LIBC_NAMES
+  __asm__ volatile("rdgsbase %0" : "=r"(td));
+#endif
+  return td;
+}
+
+void lock_heap(Heap& h) {
+  tm_spin_lock(&h.lock);
+  h.owner = self_td();
+}
+void unlock_heap(Heap& h) {
+  h.owner = 0;
+  tm_spin_unlock(&h.lock);
+}
+
 }  // namespace
 
 Heap& global_heap() { return g_heap; }
@@ -73,6 +90,7 @@ Heap& global_heap() { return g_heap; }
 void heap_init(Heap& h, void* start, size_t size) {
   uint8_t* s = static_cast<uint8_t*>(start);
   h.lock.locked = 0;
+  h.owner = 0;
   h.start = s;
   h.end = s + (size & ~(kAlign - 1));
   h.total = static_cast<size_t>(h.end - h.start);
@@ -92,7 +110,7 @@ void* heap_alloc(Heap& h, size_t size, size_t align) {
   size_t need = (size + kHeader + kFooter + kAlign - 1) & ~(kAlign - 1);
   if (need < kMinBlock) need = kMinBlock;
   const size_t worst = need + (align > kAlign ? align + kMinBlock : 0);
-  tm_spin_lock(&h.lock);
+  lock_heap(h);
   for (Block* b = free_list(h); b; b = b->next) {
     if (bsize(b) < worst) continue;
     list_remove(h, b);
@@ -116,20 +134,20 @@ void* heap_alloc(Heap& h, size_t size, size_t align) {
     b->tag = kMagic ^ total;
     set_footer(b);
     h.used += total;
-    tm_spin_unlock(&h.lock);
+    unlock_heap(h);
     return raw + kHeader;
   }
-  tm_spin_unlock(&h.lock);
+  unlock_heap(h);
   return nullptr;
 }
 
 void heap_free(Heap& h, void* p) {
   if (!p) return;
-  tm_spin_lock(&h.lock);
+  lock_heap(h);
   const char* why = nullptr;
   Block* b = header_of(h, p, &why);
   if (!b) {
-    tm_spin_unlock(&h.lock);
+    unlock_heap(h);
     tm_abort(why);
   }
   size_t size = bsize(b);
@@ -154,7 +172,7 @@ void heap_free(Heap& h, void* p) {
     }
   }
   make_free(h, reinterpret_cast<Block*>(raw), size);
-  tm_spin_unlock(&h.lock);
+  unlock_heap(h);
 }
 
 size_t heap_usable_size(const Heap& h, void* p) {
@@ -163,6 +181,10 @@ size_t heap_usable_size(const Heap& h, void* p) {
   Block* b = header_of(h, p, &why);
   if (!b) tm_abort(why);
   return bsize(b) - kHeader - kFooter;
+}
+
+void heap_recover_lock(uint64_t td) {
+  if (td && __atomic_load_n(&g_heap.owner, __ATOMIC_ACQUIRE) == td) unlock_heap(g_heap);
 }
 
 // The global heap, for the runtime's own buffers.

@@ -43,6 +43,7 @@ bool outside_enclave(uint64_t p, uint64_t n);
 /* Heaps: one allocator instance per region (heap.cpp). */
 struct Heap {
   tm_spinlock lock;
+  uint64_t owner;  /* thread data of the thread holding `lock`, 0 when free */
   uint8_t* start;
   uint8_t* end;
   void* free_list;
@@ -55,6 +56,8 @@ void heap_free(Heap& h, void* p);
 size_t heap_usable_size(const Heap& h, void* p);
 bool heap_owns(const Heap& h, const void* p);
 Heap& global_heap();
+/* Releases the global heap's lock if `td` died holding it (recovery). */
+void heap_recover_lock(uint64_t td);
 /* The global heap (the runtime's own buffers). */
 void heap_init(void* start, size_t size);
 void* heap_alloc(size_t size, size_t align);
@@ -88,6 +91,7 @@ __attribute__((noreturn)) void teemate_eexit(uint64_t reason, uint64_t value);
 void teemate_abort_stub(void);
 void teemate_reset_stub(void);
 void teemate_reset_thread(void);
+void teemate_stdio_recover_lock(uint64_t td);
 }
 
 #endif

@@ -120,6 +120,15 @@ void __unlockfile(struct musl_file* f) {
   }
 }
 
+/* Recovery: releases the streams' lock if thread `td` died holding it. */
+void teemate_stdio_recover_lock(uint64_t td) {
+  if (td && __atomic_load_n(&g_owner, __ATOMIC_ACQUIRE) == td) {
+    g_depth = 0;
+    __atomic_store_n(&g_owner, 0, __ATOMIC_RELEASE);
+    tm_spin_unlock(&g_lock);
+  }
+}
+
 /* Flushes buffered stdout (end of main, exit(), end of each ECALL). */
 int fflush(void*);
 void teemate_flush_stdio(void) {
