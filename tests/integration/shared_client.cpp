@@ -25,6 +25,7 @@
 #include "host/daemon/protocol.h"
 #include "host/image/image_file.h"
 #include "teemate/enclave.h"
+#include "raw_ecall.h"
 #include "test_enclave_ids.h"
 
 using namespace teemate;
@@ -35,8 +36,6 @@ int fail(const std::string& what) {
   std::fprintf(stderr, "teemate-test-client: %s\n", what.c_str());
   return 1;
 }
-
-int no_aex(host::EnterContext*) { return 1; }
 
 // Attaches by hand (below the public API) so that it can try TCS that the
 // daemon did not lease to this process.
@@ -60,18 +59,8 @@ int foreign(const std::string& image) {
   int faulted = 0, entered = 0;
   for (uint32_t i = 0; i < (*e)->tcs_count(); ++i) {
     const uint64_t tcs = (*e)->tcs_address(i);
-    std::vector<uint8_t> scratch(abi::kOcallScratchSize);
-    abi::CallFrame f{};
-    f.abi_version = abi::kAbiVersion;
-    f.call_id = kEcallAdd;
-    f.ocall_scratch = reinterpret_cast<uint64_t>(scratch.data());
-    f.ocall_scratch_size = scratch.size();
     host::EnterContext ctx{};
-    ctx.tcs = tcs;
-    ctx.rdi = abi::kEntryEcall;
-    ctx.rsi = reinterpret_cast<uint64_t>(&f);
-    ctx.on_aex = no_aex;
-    (*e)->enter(&ctx);
+    testing::raw_ecall(**e, tcs, kEcallAdd, &ctx);
     if (tcs == mine) {
       if (ctx.out_rdi != abi::kExitReturn) return fail("our own TCS was refused");
       ++entered;

@@ -11,6 +11,7 @@
 #include <string>
 #include <thread>
 
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,6 +21,7 @@
 #include "host/backend/backend.h"
 #include "host/image/image_file.h"
 #include "host/runtime/image_loader.h"
+#include "raw_ecall.h"
 #include "test_enclave_ids.h"
 
 namespace teemate {
@@ -115,25 +117,8 @@ TEST_F(SimBackendTest, EaddRefusesAPageTwiceAndAfterEinit) {
   EXPECT_NE(late.message().find("after EINIT"), std::string::npos) << late.to_string();
 }
 
-int no_aex(host::EnterContext*) { return 1; }
-
-// One ECALL through the raw backend; returns the exit reason.
-uint64_t raw_ecall(host::BackendEnclave& e, uint64_t tcs, uint32_t id, host::EnterContext* ctx_out = nullptr) {
-  static thread_local std::vector<uint8_t> scratch(abi::kOcallScratchSize);
-  abi::CallFrame f{};
-  f.abi_version = abi::kAbiVersion;
-  f.call_id = id;
-  f.ocall_scratch = reinterpret_cast<uint64_t>(scratch.data());
-  f.ocall_scratch_size = scratch.size();
-  host::EnterContext ctx{};
-  ctx.tcs = tcs;
-  ctx.rdi = abi::kEntryEcall;
-  ctx.rsi = reinterpret_cast<uint64_t>(&f);
-  ctx.on_aex = no_aex;
-  e.enter(&ctx);
-  if (ctx_out) *ctx_out = ctx;
-  return ctx.out_rdi;
-}
+using testing::raw_ecall;
+int no_aex(host::EnterContext* c) { return testing::refuse_aex(c); }
 
 TEST_F(SimBackendTest, SecondEenterOnABusyTcsFaults) {
   auto b = build(*img_, params_of(img_->layout));
@@ -195,7 +180,8 @@ TEST_F(SimBackendTest, ProcessKilledInsideAnEcallIsRecovered) {
   pid_t child = fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
-    raw_ecall(e, tcs0, kEcallSpin);  // spins until killed
+    // Spins until killed (retrying while the parent's probe holds TCS 0).
+    while (raw_ecall(e, tcs0, kEcallSpin) == host::kExitEncluFault) sched_yield();
     _exit(0);
   }
   // Wait until the child is inside TCS 0.

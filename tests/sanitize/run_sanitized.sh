@@ -10,5 +10,4 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 cmake -S "$src" -B "$out" -DTEEMATE_SANITIZE=ON -DTEEMATE_FUZZ=OFF -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build "$out" -j"${JOBS:-$(nproc)}" >/dev/null
 cd "$out"
-# "multiprocess": process-sharing tests, which do not yet run under ASan.
-ctest --output-on-failure -L "unit|integration" -LE "^sanitize$|slow|multiprocess" --timeout 600
+ctest --output-on-failure -L "unit|integration" -LE "^sanitize$|slow" --timeout 600

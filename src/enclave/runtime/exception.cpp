@@ -81,9 +81,17 @@ void teemate_exception_entry(uint64_t cssa, uint64_t reason) {
   sgx::GprSgx* g = ssa_gpr(td, cssa - 1);
   if (reason == abi::kEntryRecover) {
     // The interrupted thread's process is gone: resume into the reset stub
-    // at the top of the stack instead of into its code.
+    // instead of into its code. The stub runs below the dead thread's
+    // stack pointer, so that it never overwrites the ECALL chain it is
+    // about to walk, and a fault in it lands on the recovering host's stack
+    // (the URSP/URBP this entry's EENTER saved), not the dead process's.
+    const sgx::GprSgx* self = ssa_gpr(td, cssa);
+    g->ursp = self->ursp;
+    g->urbp = self->urbp;
+    uint64_t sp = g->rsp;
+    if (sp < td->stack_limit + 8192 || sp > td->stack_top) sp = td->exc_stack;
+    g->rsp = (sp - 256) & ~uint64_t{15};
     g->rip = reinterpret_cast<uint64_t>(&teemate_reset_stub);
-    g->rsp = td->stack_top - 256;
     return;
   }
   tm_exception_info info{};
@@ -126,13 +134,16 @@ void teemate_reset_thread(void) {
   // not take the enclave down with it.
   heap_recover_lock(reinterpret_cast<uint64_t>(td));
   teemate_stdio_recover_lock(reinterpret_cast<uint64_t>(td));
-  for (EcallState* st = td->current_ecall; st; st = st->outer) {
+  // Detach the dead chain first: nothing below may reach its host memory
+  // (an OCALL from here would write to the dead process's scratch).
+  EcallState* chain = td->current_ecall;
+  td->current_ecall = nullptr;
+  for (EcallState* st = chain; st && within_enclave(reinterpret_cast<uint64_t>(st), sizeof *st); st = st->outer) {
     for (void*& p : st->copies) {
-      heap_free(p);
+      if (p && heap_owns(global_heap(), p)) heap_free(p);
       p = nullptr;
     }
   }
-  td->current_ecall = nullptr;
   td->ecall_depth = 0;
   td->ocall_sp = 0;
   td->main_frame = nullptr;

@@ -6,7 +6,6 @@
  * because the enclave's threads share them. Never makes a system call. */
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/types.h>
 
 #include "teemate/trusted.h"
 
@@ -19,7 +18,7 @@ struct musl_file {
   unsigned char* wbase;
   size_t (*read)(struct musl_file*, unsigned char*, size_t);
   size_t (*write)(struct musl_file*, const unsigned char*, size_t);
-  off_t (*seek)(struct musl_file*, off_t, int);
+  int64_t (*seek)(struct musl_file*, int64_t, int);
   unsigned char* buf;
   size_t buf_size;
   struct musl_file *prev, *next;
@@ -30,11 +29,11 @@ struct musl_file {
   volatile int lock;
   int lbf;
   void* cookie;
-  off_t off;
+  int64_t off;
   char* getln_buf;
   void* mustbezero_2;
   unsigned char* shend;
-  off_t shlim, shcnt;
+  int64_t shlim, shcnt;
   struct musl_file *prev_locked, *next_locked;
   void* locale;
 };
@@ -63,7 +62,7 @@ static size_t stream_write(struct musl_file* f, const unsigned char* buf, size_t
   return len;
 }
 
-static off_t stream_seek(struct musl_file* f, off_t off, int whence) {
+static int64_t stream_seek(struct musl_file* f, int64_t off, int whence) {
   (void)f; (void)off; (void)whence;
   return -1;
 }
