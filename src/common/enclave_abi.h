@@ -13,7 +13,8 @@
 namespace teemate::abi {
 
 inline constexpr uint64_t kMetaMagic = 0x31304154454d4d54ull;  // "TMMETA01"
-inline constexpr uint32_t kAbiVersion = 1;
+// 2: CallFrame carries `auth` (control token or lease token); control ECALLs.
+inline constexpr uint32_t kAbiVersion = 2;
 
 // Written by the packer into the page right after the ELF image (the first
 // page at or after the end of the highest PT_LOAD segment). Measured and
@@ -61,9 +62,11 @@ enum EntryReason : uint64_t {
   kEntryOcallReturn = 2,
   kEntryException = 3,  // CSSA > 0: run the enclave's exception handling
   // CSSA > 0 after the thread that held the TCS died (its process ended):
-  // reset the thread's state instead of resuming it. The host ERESUMEs once
-  // the enclave has exited with kExitExceptionHandled; the reset code then
-  // exits with kExitReturn.
+  // reset the thread's state instead of resuming it. RSI: a CallFrame whose
+  // `auth` is the control token (anything else is refused, so that no
+  // co-tenant can reset another process's interrupted thread). The host
+  // ERESUMEs once the enclave has exited with kExitExceptionHandled; the
+  // reset code then exits with kExitReturn.
   kEntryRecover = 4,
 };
 enum ExitReason : uint64_t {
@@ -86,6 +89,11 @@ enum CallStatus : int32_t {
   kErrAbi = 8,            // ABI version mismatch
   kErrState = 9,          // call not allowed in this state (e.g. ORET without OCALL)
   kErrApp = 10,           // application-level failure reported by the handler
+  kErrMac = 11,           // authentication failed (sealed blob tag, REPORT MAC)
+  kErrBusy = 12,          // control: a thread of that process is inside, or a runtime
+                          // lock stayed taken (a dead thread's); retry after recovery
+  kErrDenied = 13,        // shared enclave: this TCS is not leased, or the frame's
+                          // auth is not its lease token / the control token
 };
 
 // ---- Call frames --------------------------------------------------------------
@@ -127,6 +135,12 @@ struct CallFrame {
   // during this call (one region per nesting level, never shared).
   uint64_t ocall_scratch;
   uint64_t ocall_scratch_size;
+  // Who may make this call, in a shared enclave (ignored in a dedicated
+  // one): for a control ECALL, the 32-byte control token the daemon
+  // installed with kEcallClaimControl; for any other ECALL, the 16-byte
+  // lease token of the TCS (auth[0..1]; auth[2..3] zero), which the daemon
+  // gives only to the process it leased that TCS to.
+  uint64_t auth[4];
 };
 inline constexpr uint64_t kOcallScratchSize = 256 * 1024;
 
@@ -135,15 +149,35 @@ inline constexpr uint32_t kFirstUserCall = 0x100;
 enum RuntimeEcall : uint32_t {
   kEcallRunMain = 1,   // bufs[0] in: argv as NUL-separated strings; scalars[0] out: exit code
   kEcallPing = 2,      // no arguments; proves the runtime is alive
+  // ---- Control ECALLs: the daemon's, authenticated by the control token ----
+  // They take no buffers, never make OCALLs and never flush stdio; a runtime
+  // lock that stays taken for ~100 ms (held by a thread of a process that
+  // died and is not recovered yet) fails them with kErrBusy, changing
+  // nothing that a retry would not redo.
+  //
   // Forgets what a dead process left on this TCS at CSSA 0 (a pending OCALL
-  // and its ECALL chain). Entered by the daemon before re-leasing the TCS.
+  // and its ECALL chain); keeps the TCS's binding, so that kEcallProcessEnd
+  // can still find the dead thread's locks. Takes no lock.
   kEcallResetThread = 3,
-  // Process contexts (sent by the daemon on a TCS it holds):
-  kEcallProcessStart = 4,  // scalars[0] in: host pid; [1] in: arena bytes; [0] out: context id
-  kEcallBindTcs = 5,       // scalars[0] in: context id (0 unbinds); on the TCS being leased
-  kEcallProcessEnd = 6,    // scalars[0] in: context id; frees its arena, releases its locks;
-                           // [1] out: main()'s exit status (-1: none); [2] out: arena bytes never freed
+  // scalars[0] in: host pid (informational); [1] in: arena bytes.
+  // [0] out: the context handle, (generation << 32) | slot (never reused).
+  kEcallProcessStart = 4,
+  // On the TCS being leased: scalars[0] in: context handle (0 unbinds);
+  // [1], [2] in: the lease token later ECALLs on this TCS must present.
+  kEcallBindTcs = 5,
+  // scalars[0] in: context handle. Refused (kErrBusy) while a thread bound
+  // to it is inside an ECALL; releases every runtime lock its threads held
+  // (rolling back a heap update they were in) and the tm_mutexes it held,
+  // unbinds its TCS and frees its arena. [1] out: main()'s exit status (-1:
+  // none); [2] out: arena bytes never freed.
+  kEcallProcessEnd = 6,
+  // auth = the 32-byte control token; once per enclave, by the daemon that
+  // built it, before any process attaches. From then on the enclave is
+  // shared: every ECALL needs a bound TCS and its lease token.
+  kEcallClaimControl = 7,
 };
+inline constexpr uint32_t kLastControlEcall = kEcallClaimControl;
+inline constexpr bool is_control_ecall(uint32_t id) { return id >= kEcallResetThread && id <= kLastControlEcall; }
 enum RuntimeOcall : uint32_t {
   kOcallWrite = 1,       // scalars[0] fd (1 or 2); bufs[0] in; scalars[1] out: bytes written
   kOcallClockGettime = 2,// scalars[0] clock id; scalars[1] out: ns

@@ -4,11 +4,15 @@
 // a handled exception resumed, pointer checks both ways, sealing (tampering,
 // truncation, versions, policies), reports and EGETKEY keys.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <ctime>
 #include <cctype>
@@ -46,6 +50,48 @@ class RuntimeTest : public ::testing::Test {
   static Enclave* enclave_;
 };
 Enclave* RuntimeTest::enclave_ = nullptr;
+
+// Issue 11, defect 5: a host signal handler that touches thread-local
+// storage, run by a 1 kHz timer during 10,000 ECALLs, must always find the
+// host's TLS (the sim switches FS/GS; no asynchronous signal may be handled
+// while they hold the enclave's values).
+thread_local uint64_t t_ticks_seen = 0;
+std::atomic<uint64_t> g_ticks{0};
+std::atomic<uint64_t> g_tls_self_ok{0};
+thread_local const uint64_t* t_self = nullptr;
+extern "C" void on_timer(int) {
+  const int saved = errno;  // errno is TLS as well
+  ++t_ticks_seen;
+  if (t_self == &t_ticks_seen || t_self == nullptr) g_tls_self_ok.fetch_add(1, std::memory_order_relaxed);
+  g_ticks.fetch_add(1, std::memory_order_relaxed);
+  errno = saved;
+}
+
+TEST_F(RuntimeTest, HostTimerHandlerNeverSeesEnclaveTls) {
+  t_self = &t_ticks_seen;
+  struct sigaction sa {};
+  sa.sa_handler = on_timer;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  struct sigaction old {};
+  ASSERT_EQ(sigaction(SIGALRM, &sa, &old), 0);
+  itimerval every_ms{{0, 1000}, {0, 1000}};
+  ASSERT_EQ(setitimer(ITIMER_REAL, &every_ms, nullptr), 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 10000; ++i) {
+    CallArgs a;
+    a.scalar(0, static_cast<uint64_t>(i)).scalar(1, 1);
+    ASSERT_TRUE(enclave_->call(kEcallAdd, a).ok()) << "call " << i;
+    ASSERT_EQ(a.scalar_value(2), static_cast<uint64_t>(i) + 1);
+  }
+  itimerval off{};
+  setitimer(ITIMER_REAL, &off, nullptr);
+  sigaction(SIGALRM, &old, nullptr);
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_GT(g_ticks.load(), 10u) << "the timer barely fired in " << ms << " ms";
+  EXPECT_EQ(g_tls_self_ok.load(), g_ticks.load()) << "a handler ran with foreign TLS";
+  EXPECT_EQ(t_ticks_seen, g_ticks.load()) << "ticks were counted in another thread's (or the enclave's) TLS";
+}
 
 TEST_F(RuntimeTest, AddReturnsScalars) {
   CallArgs a;

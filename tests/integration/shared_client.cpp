@@ -2,14 +2,24 @@
 // teemated and does one thing, for the shared-enclave tests:
 //   count N IMAGE        add N to the enclave's shared counter, print it
 //   spin IMAGE           print "inside", then loop inside an ECALL forever
-//   foreign IMAGE        try every TCS not leased to us; print how many faulted
+//   foreign IMAGE        act as a hostile co-tenant: enter every TCS without a
+//                        token, with ours on TCS not leased to us, and make
+//                        every control ECALL; print what the enclave allowed
 //   sleep-attached IMAGE print "attached", then sleep (to be killed)
 //   leak N IMAGE         malloc N bytes in the enclave, never free them, print
 //                        "<process arena used> <global heap used> <context id>", then sleep
 //   lock-spin IMAGE      print "inside", then take the shared enclave lock and spin
 //   trylock IMAGE        print 1 if the shared enclave lock is free, else 0
 //   threads T C IMAGE    lease T TCS, run C counter ECALLs on each of T threads
+//   echo-threads T IMAGE lease T TCS; T threads echo 4 KiB buffers for ever;
+//                        print "running" once each thread made a call
+//   fork-call IMAGE      attach, fork; the child's two calls must fail at once
+//                        (not hang); print "child: <error>" then the parent's
+//                        "parent ok"
+//   heap IMAGE           print the global heap bytes in use
+//   sealkey IMAGE        print the enclave's MRENCLAVE-policy seal key (hex)
 // Socket from $TEEMATE_SOCKET. Exit status 0 on success.
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -56,19 +66,41 @@ int foreign(const std::string& image) {
   auto e = (*backend)->attach(h);
   if (!e.ok()) return fail(e.status().message());
   const uint64_t mine = att->body["tcs"][0]["address"].get<uint64_t>();
-  int faulted = 0, entered = 0;
+  const std::string hex = att->body["tcs"][0]["token"].get<std::string>();
+  const uint64_t token[4] = {std::strtoull(hex.substr(0, 16).c_str(), nullptr, 16),
+                             std::strtoull(hex.substr(16, 16).c_str(), nullptr, 16), 0, 0};
+  auto status_of = [](const host::EnterContext& ctx) -> int64_t {
+    if (ctx.out_rdi == host::kExitEncluFault) return -1;  // busy
+    return ctx.out_rdi == abi::kExitReturn ? static_cast<int32_t>(ctx.out_rsi) : -2;
+  };
+  int own_ok = 0, refused_untokened = 0, refused_foreign = 0, refused_control = 0, control_tries = 0;
   for (uint32_t i = 0; i < (*e)->tcs_count(); ++i) {
     const uint64_t tcs = (*e)->tcs_address(i);
     host::EnterContext ctx{};
     testing::raw_ecall(**e, tcs, kEcallAdd, &ctx);
+    refused_untokened += status_of(ctx) == abi::kErrDenied;
+    testing::raw_ecall(**e, tcs, kEcallAdd, &ctx, token);
     if (tcs == mine) {
-      if (ctx.out_rdi != abi::kExitReturn) return fail("our own TCS was refused");
-      ++entered;
-    } else if (ctx.out_rdi == host::kExitEncluFault && ctx.fault_vector == 13) {
-      ++faulted;
+      if (status_of(ctx) != abi::kOk) return fail("our own TCS refused our token: " + std::to_string(status_of(ctx)));
+      ++own_ok;
+    } else {
+      refused_foreign += status_of(ctx) == abi::kErrDenied;
+    }
+    // The daemon's control ECALLs, with no token and with our lease token,
+    // naming every context handle a co-tenant could guess.
+    for (uint32_t id = abi::kEcallResetThread; id <= abi::kLastControlEcall; ++id) {
+      for (const uint64_t* auth : {static_cast<const uint64_t*>(nullptr), token}) {
+        for (uint64_t handle : {uint64_t{0}, (uint64_t{1} << 32) | 1, (uint64_t{1} << 32) | 2, (uint64_t{2} << 32) | 1}) {
+          const uint64_t scalars[4] = {handle, 1, 1, 0};
+          testing::raw_ecall(**e, tcs, id, &ctx, auth, scalars);
+          ++control_tries;
+          refused_control += status_of(ctx) == abi::kErrDenied;
+        }
+      }
     }
   }
-  std::printf("entered %d faulted %d of %u\n", entered, faulted, (*e)->tcs_count());
+  std::printf("own %d untokened-refused %d foreign-refused %d control-refused %d/%d of %u\n", own_ok,
+              refused_untokened, refused_foreign, refused_control, control_tries, (*e)->tcs_count());
   return 0;
 }
 
@@ -82,7 +114,7 @@ int main(int argc, char** argv) {
   AttachOptions o;
   o.image = image;
   o.client_name = "test-client " + cmd;
-  if (cmd == "threads" && argc == 5) o.tcs = static_cast<uint32_t>(std::strtoul(argv[2], nullptr, 10));
+  if ((cmd == "threads" && argc == 5) || (cmd == "echo-threads" && argc == 4)) o.tcs = static_cast<uint32_t>(std::strtoul(argv[2], nullptr, 10));
   auto e = Enclave::attach(o);
   if (!e.ok()) return fail(e.status().message());
   if (cmd == "count" && argc == 4) {
@@ -140,6 +172,70 @@ int main(int argc, char** argv) {
     for (auto& t : threads) t.join();
     if (failures) return fail(std::to_string(failures.load()) + " ECALLs failed");
     std::printf("ok\n");
+    return 0;
+  }
+  if (cmd == "echo-threads" && argc == 4) {
+    std::atomic<uint32_t> started{0};
+    std::vector<std::thread> threads;
+    for (uint32_t t = 0; t < o.tcs; ++t) {
+      threads.emplace_back([&, t] {
+        std::vector<uint8_t> in(4096, static_cast<uint8_t>(t)), out(4096);
+        for (bool first = true;; first = false) {
+          CallArgs a;
+          a.in(in).out(out);
+          if (!(*e)->call(kEcallEcho, a).ok() || out != in) {
+            std::fprintf(stderr, "echo failed\n");
+            std::_Exit(1);
+          }
+          if (first && ++started == o.tcs) {
+            std::printf("running\n");
+            std::fflush(stdout);
+          }
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    return 0;
+  }
+  if (cmd == "fork-call") {
+    pid_t child = fork();
+    if (child < 0) return fail("fork");
+    if (child == 0) {
+      CallArgs a1, a2;
+      a1.scalar(0, 1);
+      a2.scalar(0, 1);
+      Status s1 = (*e)->call(kEcallCount, a1);
+      Status s2 = (*e)->call(kEcallCount, a2);
+      if (s1.ok() || s2.ok()) std::_Exit(3);
+      std::printf("child: %s\n", s2.message().c_str());
+      std::fflush(stdout);
+      std::_Exit(0);
+    }
+    int status = 0;
+    waitpid(child, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return fail("the forked child did not fail cleanly");
+    CallArgs a;
+    a.scalar(0, 1);
+    Status st = (*e)->call(kEcallCount, a);
+    if (!st.ok()) return fail("parent: " + st.message());
+    std::printf("parent ok\n");
+    return 0;
+  }
+  if (cmd == "sealkey") {
+    std::vector<uint8_t> key_id(32, 0x11), key(16);
+    CallArgs a;
+    a.scalar(0, 4 /* SEAL */).scalar(1, 1 /* MRENCLAVE */).in(key_id).out(key);
+    Status st = (*e)->call(kEcallGetKey, a);
+    if (!st.ok() || a.scalar_value(2) != 0) return fail("EGETKEY failed: " + st.message());
+    for (uint8_t b : key) std::printf("%02x", b);
+    std::printf("\n");
+    return 0;
+  }
+  if (cmd == "heap") {
+    CallArgs a;
+    Status st = (*e)->call(kEcallHeapStats, a);
+    if (!st.ok()) return fail(st.message());
+    std::printf("%llu\n", static_cast<unsigned long long>(a.scalar_value(0)));
     return 0;
   }
   if (cmd == "sleep-attached") {

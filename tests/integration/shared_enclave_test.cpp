@@ -18,133 +18,15 @@
 #include <string>
 #include <thread>
 
+#include "daemon_fixture.h"
 #include "host/daemon/protocol.h"
 #include "teemate/enclave.h"
 #include "test_enclave_ids.h"
 
-extern char** environ;
-
 namespace teemate {
 namespace {
 
-std::string build_dir() {
-  const char* d = std::getenv("TEEMATE_BUILD_DIR");
-  return d ? d : "build";
-}
-std::string image() { return build_dir() + "/enclaves/test_enclave.tme"; }
-
-pid_t spawn(const std::vector<std::string>& argv, int* stdout_fd = nullptr) {
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  int pipefd[2] = {-1, -1};
-  if (stdout_fd) {
-    if (pipe(pipefd) != 0) return -1;
-    posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
-    posix_spawn_file_actions_addclose(&fa, pipefd[0]);
-  }
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = -1;
-  if (posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ) != 0) pid = -1;
-  posix_spawn_file_actions_destroy(&fa);
-  if (stdout_fd) {
-    close(pipefd[1]);
-    *stdout_fd = pipefd[0];
-  }
-  return pid;
-}
-
-// Runs a command to completion; returns its stdout, and its exit code in *rc.
-std::string run(const std::vector<std::string>& argv, int* rc) {
-  int out = -1;
-  pid_t pid = spawn(argv, &out);
-  std::string text;
-  char buf[512];
-  ssize_t n;
-  while ((n = read(out, buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
-  close(out);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  *rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return text;
-}
-
-std::string client() { return build_dir() + "/tests/teemate-test-client"; }
-
-// Reads one line a spawned client printed.
-std::string read_line(int fd) {
-  std::string line;
-  char ch;
-  while (read(fd, &ch, 1) == 1 && ch != '\n') line.push_back(ch);
-  return line;
-}
-
-class SharedEnclaveTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    socket_ = std::filesystem::temp_directory_path() / ("teemate-test-" + std::to_string(getpid()) + ".sock");
-    setenv("TEEMATE_SOCKET", socket_.c_str(), 1);
-    state_dir_ = std::filesystem::temp_directory_path() / ("teemate-test-state-" + std::to_string(getpid()));
-    daemon_ = spawn({build_dir() + "/bin/teemated", "--socket", socket_, "--state-dir", state_dir_});
-    ASSERT_GT(daemon_, 0);
-    for (int i = 0; i < 200 && !std::filesystem::exists(socket_); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    ASSERT_TRUE(std::filesystem::exists(socket_)) << "teemated did not start";
-  }
-  static void TearDownTestSuite() {
-    if (daemon_ > 0) {
-      kill(daemon_, SIGTERM);
-      int status = 0;
-      waitpid(daemon_, &status, 0);
-      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "teemated did not stop cleanly";
-      EXPECT_FALSE(std::filesystem::exists(socket_)) << "teemated left its socket behind";
-    }
-    std::filesystem::remove_all(state_dir_);
-  }
-
-  // The daemon's view of our test enclave: {tcs_free, tcs_total}.
-  static std::pair<uint64_t, uint64_t> tcs_free_total() {
-    auto s = protocol::connect_unix(socket_);
-    if (!s.ok()) return {0, 0};
-    if (!protocol::call(s->get(), protocol::make_request("hello", {{"client", "test"}})).ok()) return {0, 0};
-    auto l = protocol::call(s->get(), protocol::make_request("list"));
-    if (!l.ok()) return {0, 0};
-    for (const auto& e : l->body["enclaves"]) {
-      if (e["image"].get<std::string>() == std::filesystem::weakly_canonical(image()).string()) {
-        return {e["tcs_free"].get<uint64_t>(), e["tcs_total"].get<uint64_t>()};
-      }
-    }
-    return {0, 0};
-  }
-
-  static size_t open_fds(pid_t pid) {
-    size_t n = 0;
-    for (auto& entry : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {
-      (void)entry;
-      ++n;
-    }
-    return n;
-  }
-
-  // The daemon closes a finished connection when its poll loop gets to it:
-  // count once the number stopped moving.
-  static size_t settled_fds(pid_t pid) {
-    size_t last = open_fds(pid);
-    for (int i = 0; i < 50; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      size_t now = open_fds(pid);
-      if (now == last) return now;
-      last = now;
-    }
-    return last;
-  }
-
-  static inline std::string socket_;
-  static inline std::string state_dir_;
-  static inline pid_t daemon_ = -1;
-};
+using SharedEnclaveTest = DaemonTest;
 
 TEST_F(SharedEnclaveTest, ProcessesSeeEachOthersWrites) {
   int rc = 0;
@@ -155,11 +37,20 @@ TEST_F(SharedEnclaveTest, ProcessesSeeEachOthersWrites) {
   EXPECT_EQ(second, first + 1000) << "the second process must see the first one's writes";
 }
 
-TEST_F(SharedEnclaveTest, UnleasedTcsCannotBeEntered) {
+// A hostile co-tenant (issue 11, defects 4 and 6): the CPU lets any process
+// that maps the enclave enter any idle TCS, as hardware does, but the
+// enclave runs nothing without the lease token of that TCS, and none of the
+// daemon's control ECALLs without the daemon's control token.
+TEST_F(SharedEnclaveTest, UnleasedTcsAndControlEcallsAreRefused) {
   int rc = 0;
   std::string out = run({client(), "foreign", image()}, &rc);
   ASSERT_EQ(rc, 0) << out;
-  EXPECT_EQ(out, "entered 1 faulted 7 of 8\n");
+  EXPECT_EQ(out, "own 1 untokened-refused 8 foreign-refused 7 control-refused 320/320 of 8\n");
+  // The enclave and every TCS are still in service.
+  const uint64_t before = std::stoull(run({client(), "count", "1", image()}, &rc));
+  ASSERT_EQ(rc, 0);
+  EXPECT_EQ(std::stoull(run({client(), "count", "1", image()}, &rc)), before + 1);
+  EXPECT_EQ(wait_for_free_tcs(8), 8u);
 }
 
 TEST_F(SharedEnclaveTest, KilledInsideAnEcallIsRecoveredWithinASecond) {
@@ -425,6 +316,35 @@ TEST_F(SharedEnclaveTest, AttachByMrenclaveOrId) {
   ASSERT_FALSE(none.ok());
   EXPECT_EQ(none.status().code(), Code::kNotFound) << none.status().to_string();
   EXPECT_NE(none.status().message().find("MRENCLAVE"), std::string::npos) << none.status().message();
+}
+
+// Defect 1 of issue 11: one wrong-typed field aborted teemated (an
+// uncaught nlohmann type_error). Each one now gets an error reply naming the
+// field, on the same connection, and the daemon serves on.
+TEST_F(SharedEnclaveTest, WrongTypedFieldsGetErrorRepliesAndTheDaemonLives) {
+  auto s = protocol::connect_unix(socket_);
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE(protocol::call(s->get(), protocol::make_request("hello", {{"client", "typo"}})).ok());
+  const std::string abs = std::filesystem::absolute(image()).string();
+  const std::pair<nlohmann::json, const char*> cases[] = {
+      {protocol::make_request("load", {{"image", abs}, {"new", "yes"}}), "field 'new' must be true or false"},
+      {protocol::make_request("load", {{"image", {1, 2}}}), "field 'image' must be a string"},
+      {protocol::make_request("attach", {{"enclave", "1"}}), "field 'enclave' must be an unsigned integer"},
+      {protocol::make_request("attach", {{"mrenclave", 42}}), "mrenclave"},
+      {protocol::make_request("attach", {{"enclave", 1}, {"tcs", -3}}), "field 'tcs'"},
+      {protocol::make_request("lease", {{"tcs", {{"a", 1}}}}), "field 'tcs'"},
+      {protocol::make_request("release", {{"tcs", "all"}}), "field 'tcs' must be an array"},
+      {protocol::make_request("hello2"), "unknown op 'hello2'"},
+  };
+  for (const auto& [body, says] : cases) {
+    auto r = protocol::call(s->get(), body, {}, 5000);
+    ASSERT_FALSE(r.ok()) << body.dump();
+    EXPECT_NE(r.status().message().find(says), std::string::npos) << body.dump() << " -> " << r.status().message();
+  }
+  // Same connection, still served; and the daemon process is alive.
+  auto l = protocol::call(s->get(), protocol::make_request("list"), {}, 5000);
+  EXPECT_TRUE(l.ok()) << l.status().to_string();
+  EXPECT_EQ(kill(daemon_, 0), 0);
 }
 
 }  // namespace

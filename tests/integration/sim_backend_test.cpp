@@ -21,6 +21,7 @@
 #include "host/backend/backend.h"
 #include "host/image/image_file.h"
 #include "host/runtime/image_loader.h"
+#include "sgx/sigstruct.h"
 #include "raw_ecall.h"
 #include "test_enclave_ids.h"
 
@@ -102,6 +103,46 @@ TEST_F(SimBackendTest, EinitRefusesAttributesOutsideTheMask) {
   Status st = b->enclave->init(img_->file.sigstruct);
   EXPECT_EQ(st.code(), Code::kSecurity) << st.to_string();
   EXPECT_NE(st.message().find("ATTRIBUTE"), std::string::npos) << st.message();
+}
+
+// Issue 11, defect 12: the enclave's ISVPRODID and ISVSVN are what the
+// signer put in the SIGSTRUCT (EINIT copies them into the SECS), whatever
+// the image's config says: a report inside the enclave shows the signer's.
+TEST_F(SimBackendTest, EinitTakesTheIdentityFromTheSigstruct) {
+  auto b = build(*img_, params_of(img_->layout));
+  ASSERT_TRUE(b.ok());
+  sgx::SigstructFields f = image::sigstruct_fields_for(img_->layout, img_->layout.measure());
+  ASSERT_EQ(f.isv_prod_id, 7);  // tests/enclaves/test_enclave.toml
+  f.isv_prod_id = 0x1234;
+  f.isv_svn = 0x42;
+  auto key = sgx::SigningKey::generate();
+  ASSERT_TRUE(key.ok());
+  auto sig = sgx::sign_sigstruct(f, *key);
+  ASSERT_TRUE(sig.ok()) << sig.status().to_string();
+  ASSERT_TRUE(b->enclave->init(*sig).ok());
+  // EREPORT through the enclave's report ECALL.
+  std::vector<uint8_t> data(64, 0), report(sizeof(sgx::Report)), scratch(abi::kOcallScratchSize);
+  abi::CallFrame fr{};
+  fr.abi_version = abi::kAbiVersion;
+  fr.call_id = kEcallReport;
+  fr.nbufs = 2;
+  fr.bufs[0] = {reinterpret_cast<uint64_t>(data.data()), data.size(), 0, abi::kBufIn, 0};
+  fr.bufs[1] = {reinterpret_cast<uint64_t>(report.data()), report.size(), 0, abi::kBufOut, 0};
+  fr.ocall_scratch = reinterpret_cast<uint64_t>(scratch.data());
+  fr.ocall_scratch_size = scratch.size();
+  host::EnterContext ctx{};
+  ctx.tcs = b->enclave->tcs_address(0);
+  ctx.rdi = abi::kEntryEcall;
+  ctx.rsi = reinterpret_cast<uint64_t>(&fr);
+  ctx.on_aex = testing::refuse_aex;
+  b->enclave->enter(&ctx);
+  ASSERT_EQ(ctx.out_rdi, abi::kExitReturn);
+  ASSERT_EQ(ctx.out_rsi, 0u);
+  ASSERT_EQ(fr.scalars[0], 0u);
+  sgx::Report r;
+  memcpy(&r, report.data(), sizeof r);
+  EXPECT_EQ(r.isv_prod_id, 0x1234);
+  EXPECT_EQ(r.isv_svn, 0x42);
 }
 
 TEST_F(SimBackendTest, EaddRefusesAPageTwiceAndAfterEinit) {

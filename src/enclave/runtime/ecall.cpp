@@ -1,8 +1,12 @@
-/* ECALL dispatch: validates the host's CallFrame (copied in once), copies
- * every input buffer into the enclave, runs the handler, copies outputs back
- * after checking their lengths, and turns an aborted call (unhandled
- * exception, tm_abort) into an error status. Never dereferences a host
- * pointer it has not range-checked, and never reads a host value twice. */
+/* ECALL dispatch: validates the host's CallFrame (copied in once), sends
+ * control ECALLs to control.cpp, checks in a shared enclave that the TCS is
+ * leased and the frame carries its lease token, copies every input buffer
+ * into the enclave (into the calling process's arena when it has one, so
+ * that a process killed mid-call leaves nothing in the global heap), runs
+ * the handler, copies outputs back after checking their lengths, and turns
+ * an aborted call (unhandled exception, tm_abort) into an error status.
+ * Never dereferences a host pointer it has not range-checked, and never
+ * reads a host value twice. */
 #include <string.h>
 
 #include "runtime.h"
@@ -29,9 +33,6 @@ int run_main_ecall(tm_call* call) {
 tm_ecall_fn find_ecall(uint32_t id) {
   if (id == abi::kEcallPing) return ping_ecall;
   if (id == abi::kEcallRunMain) return run_main_ecall;
-  if (id == abi::kEcallProcessStart) return process_start;
-  if (id == abi::kEcallBindTcs) return bind_tcs;
-  if (id == abi::kEcallProcessEnd) return process_end;
   if (id < abi::kFirstUserCall) return nullptr;
   for (const tm_ecall_entry* e = __start_teemate_ecalls; e && e < __stop_teemate_ecalls; ++e) {
     if (e->id == id) return e->fn;
@@ -41,7 +42,7 @@ tm_ecall_fn find_ecall(uint32_t id) {
 
 void free_copies(EcallState* st) {
   for (void*& p : st->copies) {
-    heap_free(p);
+    if (p) heap_free(*st->copy_heap, p);
     p = nullptr;
   }
 }
@@ -60,7 +61,7 @@ int32_t dispatch(EcallState* st, const abi::CallFrame& in, tm_call* call) {
     if (b.size > limit) return abi::kErrTooLarge;
     if (b.size && !outside_enclave(b.ptr, b.size)) return abi::kErrBufferRange;
     if (!b.size && b.ptr && !outside_enclave(b.ptr, 1)) return abi::kErrBufferRange;
-    void* copy = heap_alloc(b.size ? b.size : 1, 16);
+    void* copy = heap_alloc(*st->copy_heap, b.size ? b.size : 1, 16);
     if (!copy) return abi::kErrNoMemory;
     st->copies[i] = copy;
     if (b.direction & abi::kBufIn) {
@@ -107,31 +108,41 @@ extern "C" int64_t teemate_ecall_entry(uint64_t reason, uint64_t frame_addr, uin
   abi::CallFrame in;
   memcpy(&in, host_frame, sizeof(in));  // one read of host memory
   if (in.abi_version != abi::kAbiVersion) return abi::kErrAbi;
-  if (in.call_id == abi::kEcallResetThread) {
-    // Sent by the daemon, not by the process whose calls may be pending
-    // here: drop that dead chain, and make this entry's exit forget it too
-    // (the saved "previous entry frame" slot belongs to the dead chain).
-    teemate_reset_thread();
-    reinterpret_cast<uint64_t*>(td->entry_frame)[3] = 0;
-    host_frame->status = abi::kOk;
-    return abi::kOk;
+  if (abi::is_control_ecall(in.call_id)) return control_ecall(td, host_frame, in);
+  if (enclave_is_shared()) {
+    // Only the process this TCS is leased to knows its lease token.
+    if (!td->context || in.auth[2] || in.auth[3] || !tokens_equal(in.auth, td->lease_token, 2) ||
+        !enter_bound_context(td)) {
+      host_frame->status = abi::kErrDenied;
+      return abi::kErrDenied;
+    }
+  } else {
+    __atomic_add_fetch(&td->ecall_depth, 1, __ATOMIC_SEQ_CST);
   }
 
   EcallState st{};
+  st.copy_heap = &current_heap();
   st.outer = td->current_ecall;
   st.host_frame = host_frame;
   st.scratch = in.ocall_scratch;
   st.scratch_size = in.ocall_scratch_size;
-  if (st.scratch_size && !outside_enclave(st.scratch, st.scratch_size)) return abi::kErrBufferRange;
+  if (st.scratch_size && !outside_enclave(st.scratch, st.scratch_size)) {
+    __atomic_sub_fetch(&td->ecall_depth, 1, __ATOMIC_SEQ_CST);
+    host_frame->status = abi::kErrBufferRange;
+    return abi::kErrBufferRange;
+  }
+  st.lock_base = td->nheld_locks;
   td->current_ecall = &st;
-  ++td->ecall_depth;
 
   tm_call call{};
   int32_t status;
   if (setjmp(st.abort_jmp) == 0) {
     status = dispatch(&st, in, &call);
   } else {
-    // Abandoned by teemate_abort_current_ecall: report the fault.
+    // Abandoned by teemate_abort_current_ecall: report the fault, and give
+    // back any runtime lock the abandoned code held (undoing a heap update
+    // it was in), so that an aborted call never leaves a lock taken.
+    release_own_locks_since(td, st.lock_base);
     status = abi::kErrFault;
     abi::ExceptionReport rep{};
     rep.vector = static_cast<uint32_t>(td->pending_fault_vector);
@@ -143,7 +154,7 @@ extern "C" int64_t teemate_ecall_entry(uint64_t reason, uint64_t frame_addr, uin
   teemate_flush_stdio();
   free_copies(&st);
   td->current_ecall = st.outer;
-  --td->ecall_depth;
+  __atomic_sub_fetch(&td->ecall_depth, 1, __ATOMIC_SEQ_CST);
   host_frame->status = status;
   return status;
 }

@@ -95,10 +95,11 @@ teemate_enclave_entry:
     and $-16, %rsp
 4:  call .Lpush_entry_frame
     xor %ebp, %ebp
+    mov %rsi, %rdx                  /* CallFrame (recover: the control token) */
     mov %rdi, %rsi                  /* entry reason: exception or recover */
     mov %rax, %rdi
     call teemate_exception_entry
-    xor %esi, %esi
+    mov %rax, %rsi                  /* 0, or kErrDenied */
     mov $EXIT_EXCEPTION_HANDLED, %edi
     jmp .Lpop_entry_frame_and_exit
 
@@ -211,6 +212,7 @@ teemate_abort_stub:
 teemate_reset_stub:
     and $-16, %rsp
     call teemate_reset_thread
+    movq $0, %gs:TD_ENTRY_FRAME     /* no entry is in progress any more */
     xor %esi, %esi
     mov $EXIT_RETURN, %edi
     jmp teemate_eexit

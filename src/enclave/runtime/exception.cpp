@@ -76,23 +76,35 @@ int tm_unregister_exception_handler(tm_exception_handler handler) {
   return TM_ERR_INVALID;
 }
 
-void teemate_exception_entry(uint64_t cssa, uint64_t reason) {
+// Returns the value the entry exits with (in RSI): 0, or abi::kErrDenied
+// for a recovery entry that did not present the control token.
+int64_t teemate_exception_entry(uint64_t cssa, uint64_t reason, uint64_t frame_addr) {
   ThreadData* td = current_td();
   sgx::GprSgx* g = ssa_gpr(td, cssa - 1);
   if (reason == abi::kEntryRecover) {
+    // Only the daemon may throw away a thread's state: a co-tenant must not
+    // reset another process's interrupted thread. In a dedicated enclave
+    // (never claimed) the one process that owns it may.
+    if (enclave_is_shared()) {
+      if (frame_addr == 0 || (frame_addr & 7) || !outside_enclave(frame_addr, sizeof(abi::CallFrame))) {
+        return abi::kErrDenied;
+      }
+      abi::CallFrame in;
+      memcpy(&in, reinterpret_cast<const void*>(frame_addr), sizeof in);
+      if (in.abi_version != abi::kAbiVersion || !control_token_ok(in.auth)) return abi::kErrDenied;
+    }
     // The interrupted thread's process is gone: resume into the reset stub
-    // instead of into its code. The stub runs below the dead thread's
-    // stack pointer, so that it never overwrites the ECALL chain it is
-    // about to walk, and a fault in it lands on the recovering host's stack
-    // (the URSP/URBP this entry's EENTER saved), not the dead process's.
+    // instead of into its code, at the top of the stack (everything on it
+    // is dead; the SSA frame's RSP may be stale when the thread died without
+    // an asynchronous exit). A fault in the stub lands on the recovering
+    // host's stack (the URSP/URBP this entry's EENTER saved), not the dead
+    // process's.
     const sgx::GprSgx* self = ssa_gpr(td, cssa);
     g->ursp = self->ursp;
     g->urbp = self->urbp;
-    uint64_t sp = g->rsp;
-    if (sp < td->stack_limit + 8192 || sp > td->stack_top) sp = td->exc_stack;
-    g->rsp = (sp - 256) & ~uint64_t{15};
+    g->rsp = (td->stack_top - 256) & ~uint64_t{15};
     g->rip = reinterpret_cast<uint64_t>(&teemate_reset_stub);
-    return;
+    return 0;
   }
   tm_exception_info info{};
   info.valid = sgx::exit_info_valid(g->exit_info) ? 1 : 0;
@@ -115,7 +127,7 @@ void teemate_exception_entry(uint64_t cssa, uint64_t reason) {
     for (tm_exception_handler h : snapshot) {
       if (h && h(&info) == TM_EXCEPTION_CONTINUE_EXECUTION) {
         from_context(info.cpu, g);
-        return;  // entry.S EEXITs; the host ERESUMEs
+        return 0;  // entry.S EEXITs; the host ERESUMEs
       }
     }
   }
@@ -124,34 +136,26 @@ void teemate_exception_entry(uint64_t cssa, uint64_t reason) {
   td->pending_fault_rip = g->rip - globals().base;
   td->pending_fault_addr = info.fault_addr;
   redirect_to_abort(td, g);
+  return 0;
 }
 
-// Forgets everything a dead thread left on this TCS: its ECALL chain (and
-// the heap copies of each call), a pending OCALL, a running main().
+// Forgets everything a dead thread left on this TCS: its ECALL chain, a
+// pending OCALL, a running main(). Takes no lock and frees nothing (the
+// chain's buffer copies live in the dead process's arena, which
+// kEcallProcessEnd frees whole), so it can run while a lock the dead thread
+// held is still taken. Keeps the TCS's binding and the dead thread's list of
+// locks: kEcallProcessEnd needs both to release them.
 void teemate_reset_thread(void) {
   ThreadData* td = current_td();
-  // A thread killed in the few instructions it holds a runtime lock must
-  // not take the enclave down with it.
-  heap_recover_lock(reinterpret_cast<uint64_t>(td));
-  teemate_stdio_recover_lock(reinterpret_cast<uint64_t>(td));
-  // Detach the dead chain first: nothing below may reach its host memory
-  // (an OCALL from here would write to the dead process's scratch).
-  EcallState* chain = td->current_ecall;
   td->current_ecall = nullptr;
-  for (EcallState* st = chain; st && within_enclave(reinterpret_cast<uint64_t>(st), sizeof *st); st = st->outer) {
-    for (void*& p : st->copies) {
-      if (p && heap_owns(global_heap(), p)) heap_free(p);
-      p = nullptr;
-    }
-  }
-  td->ecall_depth = 0;
+  __atomic_store_n(&td->ecall_depth, 0, __ATOMIC_SEQ_CST);
   td->ocall_sp = 0;
   td->main_frame = nullptr;
-  td->context = nullptr;  // the daemon binds the TCS again when it leases it
 }
 
 __attribute__((noreturn)) void teemate_abort_current_ecall(void) {
   ThreadData* td = current_td();
+  if (td->control_call) longjmp(*static_cast<jmp_buf*>(td->control_jmp), 2);
   if (!td->current_ecall) teemate_eexit(abi::kExitReturn, abi::kErrFault);
   longjmp(td->current_ecall->abort_jmp, 1);
 }

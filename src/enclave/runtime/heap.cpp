@@ -3,6 +3,13 @@
  * alignment (more on request). Instances: the global heap, and one arena
  * per attached process (carved from the global heap) so that a process's
  * allocations can be dropped at once when it ends. A spinlock guards each.
+ *
+ * Robust to the death of a thread in the middle of an update: every word an
+ * operation changes goes through logged_write, which first appends the
+ * word's address and old value to the heap's undo log; the operation clears
+ * the log when it is complete. heap_rollback (run by recovery, when the lock
+ * names a dead thread) restores the logged words in reverse order, which
+ * returns the heap exactly to its state before the interrupted operation.
  * Never calls the host; never trusts a pointer it did not hand out more than
  * a header check allows. */
 #include <string.h>
@@ -28,24 +35,59 @@ constexpr size_t kMinBlock = 64;
 
 size_t bsize(const Block* b) { return b->size_and_flags & ~uint64_t{15}; }
 bool bused(const Block* b) { return b->size_and_flags & kUsed; }
-void set_footer(Block* b) {
-  *reinterpret_cast<uint64_t*>(reinterpret_cast<uint8_t*>(b) + bsize(b) - kFooter) = b->size_and_flags;
+
+inline void ordered() { __atomic_signal_fence(__ATOMIC_SEQ_CST); }
+
+#ifdef TEEMATE_HEAP_TEST_HOOKS
+}  // namespace
+// Called before logging a write and between logging and doing it; the
+// host unit test throws from here to stop an operation at every point.
+void heap_test_point(int where);
+namespace {
+#else
+inline void heap_test_point(int) {}
+#endif
+
+// Every change to heap metadata: log the old value, then write.
+void logged_write(Heap& h, void* at, uint64_t value) {
+  auto* addr = static_cast<uint64_t*>(at);
+  heap_test_point(0);
+  const uint32_t n = h.nundo;
+  if (n >= kHeapUndoEntries) tm_abort("heap: undo log overflow");
+  h.undo[n].addr = addr;
+  h.undo[n].old = *addr;
+  ordered();
+  h.nundo = n + 1;
+  ordered();
+  heap_test_point(1);
+  *addr = value;
+  ordered();
 }
-Block*& free_list(Heap& h) { return *reinterpret_cast<Block**>(&h.free_list); }
+void logged_ptr(Heap& h, void* at, const void* value) { logged_write(h, at, reinterpret_cast<uint64_t>(value)); }
+void commit(Heap& h) {
+  ordered();
+  h.nundo = 0;
+  ordered();
+}
+
+void set_footer(Heap& h, Block* b, uint64_t size_and_flags) {
+  logged_write(h, reinterpret_cast<uint8_t*>(b) + (size_and_flags & ~uint64_t{15}) - kFooter, size_and_flags);
+}
+Block* free_list(const Heap& h) { return static_cast<Block*>(h.free_list); }
 void list_remove(Heap& h, Block* b) {
-  if (b->prev) b->prev->next = b->next; else free_list(h) = b->next;
-  if (b->next) b->next->prev = b->prev;
+  if (b->prev) logged_ptr(h, &b->prev->next, b->next); else logged_ptr(h, &h.free_list, b->next);
+  if (b->next) logged_ptr(h, &b->next->prev, b->prev);
 }
 void list_push(Heap& h, Block* b) {
-  b->prev = nullptr;
-  b->next = free_list(h);
-  if (free_list(h)) free_list(h)->prev = b;
-  free_list(h) = b;
+  logged_ptr(h, &b->prev, nullptr);
+  logged_ptr(h, &b->next, free_list(h));
+  if (free_list(h)) logged_ptr(h, &free_list(h)->prev, b);
+  logged_ptr(h, &h.free_list, b);
 }
 void make_free(Heap& h, Block* b, size_t size) {
-  b->size_and_flags = size;
-  b->tag = 0;
-  set_footer(b);
+  logged_write(h, &b->size_and_flags, size);
+  logged_write(h, &b->tag, 0);
+  set_footer(h, b, size);
   list_push(h, b);
 }
 
@@ -66,20 +108,9 @@ Block* header_of(const Heap& h, void* p, const char** why) {
 
 Heap g_heap;
 
-uint64_t self_td() {
-  uint64_t td = 0;
-#ifndef TEEMATE_HEAP_NO_LIBC_NAMES
-  __asm__ volatile("rdgsbase %0" : "=r"(td));
-#endif
-  return td;
-}
-
-void lock_heap(Heap& h) {
-  tm_spin_lock(&h.lock);
-  h.owner = self_td();
-}
+void lock_heap(Heap& h) { tm_spin_lock(&h.lock); }
 void unlock_heap(Heap& h) {
-  h.owner = 0;
+  commit(h);
   tm_spin_unlock(&h.lock);
 }
 
@@ -89,8 +120,8 @@ Heap& global_heap() { return g_heap; }
 
 void heap_init(Heap& h, void* start, size_t size) {
   uint8_t* s = static_cast<uint8_t*>(start);
-  h.lock.locked = 0;
-  h.owner = 0;
+  h.lock.owner = 0;
+  h.nundo = 0;
   h.start = s;
   h.end = s + (size & ~(kAlign - 1));
   h.total = static_cast<size_t>(h.end - h.start);
@@ -130,10 +161,10 @@ void* heap_alloc(Heap& h, size_t size, size_t align) {
       make_free(h, reinterpret_cast<Block*>(raw + need), total - need);
       total = need;
     }
-    b->size_and_flags = total | kUsed;
-    b->tag = kMagic ^ total;
-    set_footer(b);
-    h.used += total;
+    logged_write(h, &b->size_and_flags, total | kUsed);
+    logged_write(h, &b->tag, kMagic ^ total);
+    set_footer(h, b, total | kUsed);
+    logged_write(h, &h.used, h.used + total);
     unlock_heap(h);
     return raw + kHeader;
   }
@@ -151,7 +182,7 @@ void heap_free(Heap& h, void* p) {
     tm_abort(why);
   }
   size_t size = bsize(b);
-  h.used -= size;
+  logged_write(h, &h.used, h.used - size);
   uint8_t* raw = reinterpret_cast<uint8_t*>(b);
   // Coalesce with the following block.
   if (raw + size < h.end) {
@@ -183,8 +214,11 @@ size_t heap_usable_size(const Heap& h, void* p) {
   return bsize(b) - kHeader - kFooter;
 }
 
-void heap_recover_lock(uint64_t td) {
-  if (td && __atomic_load_n(&g_heap.owner, __ATOMIC_ACQUIRE) == td) unlock_heap(g_heap);
+void heap_rollback(Heap& h) {
+  for (uint32_t i = h.nundo < kHeapUndoEntries ? h.nundo : kHeapUndoEntries; i-- > 0;) {
+    *h.undo[i].addr = h.undo[i].old;
+  }
+  commit(h);
 }
 
 // The global heap, for the runtime's own buffers.
@@ -206,13 +240,14 @@ size_t tm_heap_size(void) { return teemate::trts::g_heap.total; }
 #ifndef TEEMATE_HEAP_NO_LIBC_NAMES
 using teemate::trts::Heap;
 using teemate::trts::current_heap;
-using teemate::trts::heap_for_pointer;
+using teemate::trts::free_anywhere;
+using teemate::trts::usable_size_anywhere;
 
 extern "C" {
 
 void* malloc(size_t n) { return heap_alloc(current_heap(), n ? n : 1, 16); }
 void free(void* p) {
-  if (p) heap_free(heap_for_pointer(p), p);
+  if (p) free_anywhere(p);
 }
 void* calloc(size_t n, size_t m) {
   if (m && n > SIZE_MAX / m) return nullptr;
@@ -227,7 +262,7 @@ void* realloc(void* p, size_t n) {
     free(p);
     return nullptr;
   }
-  size_t old = heap_usable_size(heap_for_pointer(p), p);
+  size_t old = usable_size_anywhere(p);
   if (n <= old) return p;
   void* q = malloc(n);
   if (!q) return nullptr;
@@ -244,6 +279,6 @@ int posix_memalign(void** out, size_t align, size_t n) {
   *out = p;
   return 0;
 }
-size_t malloc_usable_size(void* p) { return p ? heap_usable_size(heap_for_pointer(p), p) : 0; }
+size_t malloc_usable_size(void* p) { return p ? usable_size_anywhere(p) : 0; }
 }
 #endif

@@ -80,14 +80,6 @@ int getentropy(void* buf, size_t len) {
   return tm_random(buf, len) == TM_OK ? 0 : -1;
 }
 
-void tm_spin_lock(tm_spinlock* lock) {
-  for (;;) {
-    if (!__atomic_exchange_n(&lock->locked, 1u, __ATOMIC_ACQUIRE)) return;
-    while (__atomic_load_n(&lock->locked, __ATOMIC_RELAXED)) __builtin_ia32_pause();
-  }
-}
-void tm_spin_unlock(tm_spinlock* lock) { __atomic_store_n(&lock->locked, 0u, __ATOMIC_RELEASE); }
-
 int tm_is_within_enclave(const void* p, size_t n) { return within_enclave(reinterpret_cast<uint64_t>(p), n); }
 int tm_is_outside_enclave(const void* p, size_t n) { return outside_enclave(reinterpret_cast<uint64_t>(p), n); }
 uint64_t tm_enclave_base(void) { return globals().base; }

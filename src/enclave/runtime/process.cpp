@@ -1,9 +1,18 @@
-/* Process contexts: the enclave's record of each attached process (its id,
- * its own arena carved from the global heap, the tm_mutex locks it holds).
- * A TCS is bound to the context of the process it is leased to, so code
- * reaches per-process state through the current thread. When a process
- * ends, its arena goes back whole and its locks are released. The daemon
- * drives start/bind/end through runtime ECALLs; nothing here calls the host. */
+/* Process contexts: the enclave's record of each attached process (its
+ * handle, its own arena carved from the global heap, the tm_mutex locks it
+ * holds), and the control ECALLs through which the daemon starts and ends
+ * them and binds TCS to them. A TCS is bound to the context of the process
+ * it is leased to, so code reaches per-process state through the current
+ * thread.
+ *
+ * What the enclave itself enforces, whatever the host does: a context is
+ * named by a handle that carries a generation, so a stale handle never
+ * reaches a reused slot; a context is ended only while none of its threads
+ * is inside an ECALL (a thread entering and an end racing are ordered by a
+ * Dekker-style handshake on ecall_depth and the context's state), so its
+ * arena is never freed under a running thread; a TCS is bound only while
+ * unbound. Control ECALLs are authenticated by the caller (ecall.cpp).
+ * Nothing here calls the host. */
 #include <string.h>
 
 #include "runtime.h"
@@ -11,16 +20,21 @@
 namespace teemate::trts {
 
 constexpr uint32_t kMaxContexts = 256;
-constexpr uint32_t kMaxHeldLocks = 64;
+constexpr uint32_t kMaxHeldMutexes = 64;
+constexpr uint64_t kNoContextOwner = 1;  // tm_mutex owner for a thread without a context
+
+enum ContextState : uint32_t { kFree = 0, kLive = 1, kEnding = 2 };
 
 struct ProcessContext {
-  uint32_t id;      // index + 1 while live, 0 when free
-  uint64_t host_pid;
-  int64_t exit_status;  // main()'s return value, once a main() of the process returned
-  void* arena_mem;  // from the global heap
+  volatile uint32_t state;  // ContextState
+  uint32_t generation;      // bumped at every start and end
+  uint32_t slot;
+  uint64_t host_pid;        // informational: the pid the daemon saw
+  int64_t exit_status;      // main()'s return value, once a main() of the process returned
+  void* arena_mem;          // from the global heap
   Heap arena;
   tm_spinlock held_lock;
-  tm_mutex* held[kMaxHeldLocks];
+  tm_mutex* held[kMaxHeldMutexes];  // mutexes it holds or is taking
   uint32_t nheld;
 };
 
@@ -29,10 +43,18 @@ namespace {
 tm_spinlock g_table_lock = TM_SPINLOCK_INIT;
 ProcessContext g_contexts[kMaxContexts];
 
-ProcessContext* by_id(uint64_t id) {
-  if (id == 0 || id > kMaxContexts) return nullptr;
-  ProcessContext* c = &g_contexts[id - 1];
-  return __atomic_load_n(&c->id, __ATOMIC_ACQUIRE) == id ? c : nullptr;
+uint64_t handle_of(const ProcessContext* c) {
+  return (uint64_t{c->generation} << 32) | (c->slot + 1);
+}
+
+// The context a handle names, if it is live (or ending, with `ending_ok`).
+ProcessContext* by_handle(uint64_t h, bool ending_ok) {
+  const uint64_t slot = (h & 0xffffffffu);
+  if (slot == 0 || slot > kMaxContexts) return nullptr;
+  ProcessContext* c = &g_contexts[slot - 1];
+  const uint32_t st = __atomic_load_n(&c->state, __ATOMIC_ACQUIRE);
+  if (st != kLive && !(ending_ok && st == kEnding)) return nullptr;
+  return c->generation == (h >> 32) ? c : nullptr;
 }
 
 ThreadData* td_or_null() {
@@ -41,9 +63,16 @@ ThreadData* td_or_null() {
   return td && td->initialized ? td : nullptr;
 }
 
-void forget_lock(ProcessContext* c, tm_mutex* m) {
+// The thread data of TCS i (whether or not that TCS ever ran).
+ThreadData* td_of_tcs(uint32_t i) {
+  const abi::EnclaveMeta* m = globals().meta;
+  return reinterpret_cast<ThreadData*>(globals().base + m->threads_offset + uint64_t{i} * m->thread_stride +
+                                       m->td_offset_in_block);
+}
+
+void forget_mutex(ProcessContext* c, tm_mutex* m) {
   tm_spin_lock(&c->held_lock);
-  for (uint32_t i = 0; i < c->nheld; ++i) {
+  for (uint32_t i = c->nheld; i-- > 0;) {
     if (c->held[i] == m) {
       c->held[i] = c->held[--c->nheld];
       break;
@@ -54,46 +83,88 @@ void forget_lock(ProcessContext* c, tm_mutex* m) {
 
 }  // namespace
 
+Heap* heap_of_lock(const tm_spinlock* l) {
+  if (l == &global_heap().lock) return &global_heap();
+  for (ProcessContext& c : g_contexts) {
+    if (l == &c.arena.lock) return &c.arena;
+  }
+  return nullptr;
+}
+
 Heap& current_heap() {
   ThreadData* td = td_or_null();
   if (td && td->context && td->context->arena_mem) return td->context->arena;
   return global_heap();
 }
 
-Heap& heap_for_pointer(void* p) {
+void free_anywhere(void* p) {
   ThreadData* td = td_or_null();
-  if (td && td->context && td->context->arena_mem && heap_owns(td->context->arena, p)) return td->context->arena;
-  // Memory one process allocated may be freed by another's thread.
-  for (ProcessContext& c : g_contexts) {
-    if (__atomic_load_n(&c.id, __ATOMIC_ACQUIRE) && c.arena_mem && heap_owns(c.arena, p)) return c.arena;
+  if (td && td->context && td->context->arena_mem && heap_owns(td->context->arena, p)) {
+    heap_free(td->context->arena, p);
+    return;
   }
-  return global_heap();
+  // Memory another process allocated: find its arena under the table lock,
+  // so that the arena cannot be ended and freed while we free into it.
+  tm_spin_lock(&g_table_lock);
+  for (ProcessContext& c : g_contexts) {
+    if (c.state != kFree && c.arena_mem && heap_owns(c.arena, p)) {
+      heap_free(c.arena, p);
+      tm_spin_unlock(&g_table_lock);
+      return;
+    }
+  }
+  tm_spin_unlock(&g_table_lock);
+  heap_free(global_heap(), p);
+}
+
+size_t usable_size_anywhere(void* p) {
+  ThreadData* td = td_or_null();
+  if (td && td->context && td->context->arena_mem && heap_owns(td->context->arena, p)) {
+    return heap_usable_size(td->context->arena, p);
+  }
+  tm_spin_lock(&g_table_lock);
+  for (ProcessContext& c : g_contexts) {
+    if (c.state != kFree && c.arena_mem && heap_owns(c.arena, p)) {
+      size_t n = heap_usable_size(c.arena, p);
+      tm_spin_unlock(&g_table_lock);
+      return n;
+    }
+  }
+  tm_spin_unlock(&g_table_lock);
+  return heap_usable_size(global_heap(), p);
 }
 
 int process_start(tm_call* call) {
   const uint64_t arena_bytes = call->scalars[1];
-  void* mem = nullptr;
-  if (arena_bytes) {
-    if (arena_bytes > global_heap().total / 2) return TM_ERR_TOO_LARGE;
-    mem = heap_alloc(arena_bytes, 4096);
-    if (!mem) return TM_ERR_NO_MEMORY;
-  }
+  if (arena_bytes > global_heap().total / 2) return TM_ERR_TOO_LARGE;
+  // Lock order everywhere: table, then a heap. A bail-out (kErrBusy)
+  // releases both and leaves no slot taken and no memory allocated.
   tm_spin_lock(&g_table_lock);
   for (uint32_t i = 0; i < kMaxContexts; ++i) {
     ProcessContext& c = g_contexts[i];
-    if (c.id != 0) continue;
+    if (c.state != kFree) continue;
+    void* mem = nullptr;
+    if (arena_bytes) {
+      mem = heap_alloc(arena_bytes, 4096);
+      if (!mem) {
+        tm_spin_unlock(&g_table_lock);
+        return TM_ERR_NO_MEMORY;
+      }
+    }
+    const uint32_t generation = c.generation + 1;
     memset(&c, 0, sizeof c);
+    c.generation = generation;
+    c.slot = i;
     c.host_pid = call->scalars[0];
     c.exit_status = -1;
     c.arena_mem = mem;
     if (mem) heap_init(c.arena, mem, arena_bytes);
-    __atomic_store_n(&c.id, i + 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&c.state, kLive, __ATOMIC_SEQ_CST);
     tm_spin_unlock(&g_table_lock);
-    call->scalars[0] = i + 1;
+    call->scalars[0] = handle_of(&c);
     return TM_OK;
   }
   tm_spin_unlock(&g_table_lock);
-  heap_free(mem);
   return TM_ERR_NO_MEMORY;
 }
 
@@ -101,37 +172,93 @@ int bind_tcs(tm_call* call) {
   ThreadData* td = current_td();
   if (call->scalars[0] == 0) {
     td->context = nullptr;
+    td->lease_token[0] = td->lease_token[1] = 0;
     return TM_OK;
   }
-  ProcessContext* c = by_id(call->scalars[0]);
+  if (td->context) return TM_ERR_BUSY;  // unbind (or end its process) first
+  if (call->scalars[1] == 0 && call->scalars[2] == 0) return TM_ERR_INVALID;  // a lease needs a token
+  ProcessContext* c = by_handle(call->scalars[0], false);
   if (!c) return TM_ERR_INVALID;
+  td->lease_token[0] = call->scalars[1];
+  td->lease_token[1] = call->scalars[2];
   td->context = c;
   return TM_OK;
 }
 
 int process_end(tm_call* call) {
-  ProcessContext* c = by_id(call->scalars[0]);
+  ProcessContext* c = by_handle(call->scalars[0], true);
   if (!c) return TM_ERR_INVALID;
+  ThreadData* self = current_td();
+  const uint32_t ntcs = globals().meta->tcs_count;
+  // Handshake with enclave entry (ecall.cpp, enter_bound_context): an
+  // entering thread raises its depth, then reads the state; we set the
+  // state, then read every depth. One of the two sees the other.
+  __atomic_store_n(&c->state, kEnding, __ATOMIC_SEQ_CST);
+  for (uint32_t i = 0; i < ntcs; ++i) {
+    ThreadData* td = td_of_tcs(i);
+    if (td == self || !td->initialized || td->context != c) continue;
+    if (__atomic_load_n(&td->ecall_depth, __ATOMIC_SEQ_CST) != 0) {
+      __atomic_store_n(&c->state, kLive, __ATOMIC_SEQ_CST);
+      return TM_ERR_BUSY;  // a thread of it is inside: it is not dead, or not recovered yet
+    }
+  }
+  // Nothing of the process runs any more. Locks its threads died holding
+  // come back first (rolling back a heap update they were in), before
+  // anything below takes a lock.
+  bool self_bound = false;
+  for (uint32_t i = 0; i < ntcs; ++i) {
+    ThreadData* td = td_of_tcs(i);
+    if (!td->initialized || td->context != c) continue;
+    if (td == self) {
+      self_bound = true;
+      release_dead_locks(td, td->control_base);  // entries above are this call's own
+    } else {
+      release_dead_locks(td, td->nheld_locks);
+      td->nheld_locks = 0;
+    }
+  }
   call->scalars[1] = static_cast<uint64_t>(c->exit_status);
   call->scalars[2] = c->arena_mem ? c->arena.used : 0;  // what it never freed
-  // Locks the process still holds: nobody else will ever release them.
+  // tm_mutexes it holds: nobody else will ever release them.
+  const uint64_t me = handle_of(c);
   tm_spin_lock(&c->held_lock);
   for (uint32_t i = 0; i < c->nheld; ++i) {
     tm_mutex* m = c->held[i];
-    m->owner_context = 0;
-    __atomic_store_n(&m->locked, 0u, __ATOMIC_RELEASE);
+    uint64_t expected = me;
+    __atomic_compare_exchange_n(&m->owner, &expected, 0, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
   }
   c->nheld = 0;
   tm_spin_unlock(&c->held_lock);
-  void* mem = c->arena_mem;
+  for (uint32_t i = 0; i < ntcs; ++i) {
+    ThreadData* td = td_of_tcs(i);
+    if (td->context != c) continue;
+    td->context = nullptr;
+    td->lease_token[0] = td->lease_token[1] = 0;
+  }
   tm_spin_lock(&g_table_lock);
-  __atomic_store_n(&c->id, 0u, __ATOMIC_RELEASE);
+  void* mem = c->arena_mem;
+  if (mem) heap_free(mem);  // the whole arena, whatever the process forgot to free
   c->arena_mem = nullptr;
+  c->generation += 1;
+  __atomic_store_n(&c->state, kFree, __ATOMIC_SEQ_CST);
   tm_spin_unlock(&g_table_lock);
-  heap_free(mem);  // the whole arena, whatever the process forgot to free
-  ThreadData* td = current_td();
-  if (td->context == c) td->context = nullptr;
+  // Entries below control_base were the dead thread's, handled above; this
+  // call has released everything it took.
+  if (self_bound) {
+    self->nheld_locks = 0;
+    self->control_base = 0;
+  }
   return TM_OK;
+}
+
+bool enter_bound_context(ThreadData* td) {
+  ProcessContext* c = td->context;
+  __atomic_add_fetch(&td->ecall_depth, 1, __ATOMIC_SEQ_CST);
+  if (!c || __atomic_load_n(&c->state, __ATOMIC_SEQ_CST) != kLive) {
+    __atomic_sub_fetch(&td->ecall_depth, 1, __ATOMIC_SEQ_CST);
+    return false;
+  }
+  return true;
 }
 
 void record_exit_status(int status) {
@@ -146,34 +273,44 @@ using namespace teemate::trts;
 extern "C" {
 
 int tm_mutex_trylock(tm_mutex* m) {
-  if (__atomic_exchange_n(&m->locked, 1u, __ATOMIC_ACQUIRE)) return 0;
   ThreadData* td = td_or_null();
   ProcessContext* c = td ? td->context : nullptr;
-  m->owner_context = c ? c->id : 0;
+  const uint64_t me = c ? handle_of(c) : kNoContextOwner;
   if (c) {
+    // Listed before the atomic that takes it: no instant at which the
+    // process holds it without process_end being able to find it.
     tm_spin_lock(&c->held_lock);
-    if (c->nheld < kMaxHeldLocks) c->held[c->nheld++] = m;
+    if (c->nheld >= kMaxHeldMutexes) {
+      tm_spin_unlock(&c->held_lock);
+      tm_abort("a process holds more than 64 tm_mutex locks");
+    }
+    c->held[c->nheld++] = m;
     tm_spin_unlock(&c->held_lock);
   }
-  return 1;
+  uint64_t expected = 0;
+  if (__atomic_compare_exchange_n(&m->owner, &expected, me, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) return 1;
+  if (c) forget_mutex(c, m);
+  return 0;
 }
 
 void tm_mutex_lock(tm_mutex* m) {
   while (!tm_mutex_trylock(m)) {
-    while (__atomic_load_n(&m->locked, __ATOMIC_RELAXED)) __builtin_ia32_pause();
+    while (__atomic_load_n(&m->owner, __ATOMIC_RELAXED)) __builtin_ia32_pause();
   }
 }
 
 void tm_mutex_unlock(tm_mutex* m) {
-  ProcessContext* c = by_id(m->owner_context);
-  if (c) forget_lock(c, m);
-  m->owner_context = 0;
-  __atomic_store_n(&m->locked, 0u, __ATOMIC_RELEASE);
+  const uint64_t owner = __atomic_load_n(&m->owner, __ATOMIC_RELAXED);
+  ThreadData* td = td_or_null();
+  ProcessContext* c = td ? td->context : nullptr;
+  if (owner != (c ? handle_of(c) : kNoContextOwner)) tm_abort("tm_mutex_unlock: the mutex is not held by this process");
+  __atomic_store_n(&m->owner, 0, __ATOMIC_RELEASE);
+  if (c) forget_mutex(c, m);
 }
 
 uint32_t tm_process_id(void) {
   ThreadData* td = td_or_null();
-  return td && td->context ? td->context->id : 0;
+  return td && td->context ? td->context->slot + 1 : 0;
 }
 
 size_t tm_process_heap_used(void) {

@@ -33,6 +33,8 @@ struct EcallState {
   abi::CallFrame* host_frame;   /* checked: wholly outside the enclave */
   uint64_t scratch;             /* host OCALL scratch for this level */
   uint64_t scratch_size;
+  struct Heap* copy_heap;       /* where the buffer copies live */
+  uint32_t lock_base;           /* nheld_locks when the call began */
   void* copies[abi::kMaxCallBuffers];
 };
 
@@ -41,9 +43,16 @@ bool within_enclave(uint64_t p, uint64_t n);
 bool outside_enclave(uint64_t p, uint64_t n);
 
 /* Heaps: one allocator instance per region (heap.cpp). */
+inline constexpr uint32_t kHeapUndoEntries = 40;
+struct HeapUndo {
+  uint64_t* addr;
+  uint64_t old;
+};
 struct Heap {
   tm_spinlock lock;
-  uint64_t owner;  /* thread data of the thread holding `lock`, 0 when free */
+  /* Old values of the words the operation in progress changed (heap.cpp). */
+  HeapUndo undo[kHeapUndoEntries];
+  volatile uint32_t nundo;
   uint8_t* start;
   uint8_t* end;
   void* free_list;
@@ -56,8 +65,16 @@ void heap_free(Heap& h, void* p);
 size_t heap_usable_size(const Heap& h, void* p);
 bool heap_owns(const Heap& h, const void* p);
 Heap& global_heap();
-/* Releases the global heap's lock if `td` died holding it (recovery). */
-void heap_recover_lock(uint64_t td);
+/* Undoes the update a dead thread left half-done (its lock still held). */
+void heap_rollback(Heap& h);
+/* The heap whose lock `l` is (the global heap or a process arena), or null. */
+Heap* heap_of_lock(const tm_spinlock* l);
+
+/* Locks of dead threads (locks.cpp): releases every lock `dead` listed in
+ * its first `count` entries whose word still names it. */
+void release_dead_locks(ThreadData* dead, uint32_t count);
+/* Releases what the calling thread took since it had `base` entries. */
+void release_own_locks_since(ThreadData* td, uint32_t base);
 /* The global heap (the runtime's own buffers). */
 void heap_init(void* start, size_t size);
 void* heap_alloc(size_t size, size_t align);
@@ -68,12 +85,26 @@ size_t heap_usable_size(void* p);
  * thread come from (its process's arena, or the global heap), and the heap
  * a pointer belongs to. */
 Heap& current_heap();
-Heap& heap_for_pointer(void* p);
+/* free() and malloc_usable_size() of a pointer from any heap: the calling
+ * process's arena, another live process's (under the context table lock, so
+ * that it cannot end meanwhile), or the global heap. */
+void free_anywhere(void* p);
+size_t usable_size_anywhere(void* p);
 int process_start(tm_call* call);
 int bind_tcs(tm_call* call);
 int process_end(tm_call* call);
 /* main() of the current thread's process returned this status. */
 void record_exit_status(int status);
+/* Entry of an ECALL on a TCS bound to a process: raises ecall_depth, then
+ * checks that the process's context is live (false: refuse the call; depth
+ * is back). Pairs with process_end's handshake. */
+bool enter_bound_context(ThreadData* td);
+
+/* Control (control.cpp). */
+bool enclave_is_shared();  /* the daemon claimed the enclave */
+bool control_token_ok(const uint64_t auth[4]);
+bool tokens_equal(const uint64_t* a, const uint64_t* b, size_t words);
+int32_t control_ecall(ThreadData* td, abi::CallFrame* host_frame, const abi::CallFrame& in);
 
 /* Writes to the host's stdout (fd 1) or stderr (fd 2) through an OCALL. */
 int host_write(int fd, const void* data, size_t size);
@@ -91,7 +122,6 @@ __attribute__((noreturn)) void teemate_eexit(uint64_t reason, uint64_t value);
 void teemate_abort_stub(void);
 void teemate_reset_stub(void);
 void teemate_reset_thread(void);
-void teemate_stdio_recover_lock(uint64_t td);
 }
 
 #endif

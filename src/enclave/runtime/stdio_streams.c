@@ -3,7 +3,8 @@
  * sends bytes to the host through the write OCALL, so every musl stdio
  * function (printf, puts, fwrite, vfprintf, fflush) works unchanged. stdout
  * is line-buffered, stderr unbuffered; one recursive lock guards them
- * because the enclave's threads share them. Never makes a system call. */
+ * because the enclave's threads share them (a writer blocked in its OCALL
+ * holds it: co-tenants' output waits for that process's host). Never makes a system call. */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -87,8 +88,10 @@ struct musl_file* const stderr = &__stderr_FILE;
 struct musl_file* volatile __stdout_used = &__stdout_FILE;
 struct musl_file* volatile __stderr_used = &__stderr_FILE;
 
-/* One recursive lock for both streams (owner = thread-data address). */
-static volatile uint64_t g_owner;
+/* One recursive lock for both streams. The spinlock's word names its
+ * holder, so a holder that dies (its process killed in the middle of a
+ * write OCALL) is released by recovery like any runtime lock; the depth is
+ * reset by the next thread that takes it. */
 static uint32_t g_depth;
 static tm_spinlock g_lock = TM_SPINLOCK_INIT;
 
@@ -100,32 +103,18 @@ static uint64_t self_id(void) {
 
 int __lockfile(struct musl_file* f) {
   (void)f;
-  uint64_t me = self_id();
-  if (__atomic_load_n(&g_owner, __ATOMIC_ACQUIRE) == me) {
+  if (__atomic_load_n(&g_lock.owner, __ATOMIC_ACQUIRE) == self_id()) {
     ++g_depth;
     return 1;
   }
   tm_spin_lock(&g_lock);
-  __atomic_store_n(&g_owner, me, __ATOMIC_RELEASE);
   g_depth = 1;
   return 1;
 }
 
 void __unlockfile(struct musl_file* f) {
   (void)f;
-  if (--g_depth == 0) {
-    __atomic_store_n(&g_owner, 0, __ATOMIC_RELEASE);
-    tm_spin_unlock(&g_lock);
-  }
-}
-
-/* Recovery: releases the streams' lock if thread `td` died holding it. */
-void teemate_stdio_recover_lock(uint64_t td) {
-  if (td && __atomic_load_n(&g_owner, __ATOMIC_ACQUIRE) == td) {
-    g_depth = 0;
-    __atomic_store_n(&g_owner, 0, __ATOMIC_RELEASE);
-    tm_spin_unlock(&g_lock);
-  }
+  if (--g_depth == 0) tm_spin_unlock(&g_lock);
 }
 
 /* Flushes buffered stdout (end of main, exit(), end of each ECALL). */

@@ -64,6 +64,19 @@ struct ThreadData {
   uint64_t pending_fault_valid;
   void* main_frame;           /* RunMain ECALL in progress, for exit() */
   ProcessContext* context;    /* the attached process this TCS is leased to, if any */
+  uint64_t lease_token[2];    /* ECALLs on this TCS must present it (shared enclave) */
+  /* Locks this thread holds or is taking (tm_spinlock*), recorded before
+   * the atomic operation that takes one, so that recovery finds every lock
+   * a dead thread may hold (locks.cpp). */
+  uint64_t held_locks[32];
+  volatile uint32_t nheld_locks;
+  /* A control ECALL runs: a lock that stays taken makes it bail out with
+   * kErrBusy through control_jmp (a jmp_buf*) instead of spinning for ever.
+   * control_base: nheld_locks when it began (entries below are a dead
+   * thread's, left for kEcallProcessEnd). */
+  uint32_t control_call;
+  uint32_t control_base;
+  void* control_jmp;
 };
 
 static_assert(offsetof(ThreadData, canary) == TD_CANARY);
@@ -77,6 +90,8 @@ static_assert(offsetof(ThreadData, initialized) == TD_INITIALIZED);
 static_assert(offsetof(ThreadData, exc_stack) == TD_EXC_STACK);
 static_assert(offsetof(ThreadData, entry_frame) == TD_ENTRY_FRAME);
 static_assert(sizeof(ThreadData) <= 1024);
+inline constexpr uint32_t kMaxHeldLocks = 32;
+static_assert(sizeof(ThreadData::held_locks) / sizeof(uint64_t) == kMaxHeldLocks);
 
 /* The current thread's data (valid after the first entry on this TCS). */
 inline ThreadData* current_td() {

@@ -46,8 +46,6 @@ struct CreateParams {
   uint32_t ssa_frame_pages = 1;
   uint32_t misc_select = 0;
   sgx::Attributes attributes{};
-  uint16_t isv_prod_id = 0;
-  uint16_t isv_svn = 0;
   // Where to try to put the enclave (0: anywhere). Enclaves that other
   // processes will attach go in a high range those processes leave free.
   uint64_t base_hint = 0;
@@ -83,15 +81,13 @@ class BackendEnclave {
   // ---- Sharing (owner side unless noted) -----------------------------------
   // Handles to pass to another process (SCM_RIGHTS) so it can attach.
   virtual Result<AttachHandles> export_handles() const = 0;
-  // Leases TCS `index` to process `pid` (0: any process). A thread of any
-  // other process that enters it faults as EENTER on a busy TCS does.
-  virtual Status set_tcs_lease(uint32_t index, int32_t pid) = 0;
   virtual uint32_t tcs_count() const = 0;
   virtual uint64_t tcs_address(uint32_t index) const = 0;
   // Takes back a TCS left busy by a thread that no longer exists, reaching
   // the state hardware leaves after an asynchronous exit (TCS free, CSSA
-  // incremented). Returns the CSSA afterwards. The caller must know the
-  // thread is gone (its process ended).
+  // incremented, an SSA frame whose EXITINFO is not valid). Returns the CSSA
+  // afterwards. The caller must know the thread is gone (its process ended).
+  // On hardware the kernel already took that exit: nothing to do.
   virtual Result<uint32_t> reclaim_tcs(uint32_t index) = 0;
   virtual uint32_t tcs_cssa(uint32_t index) const = 0;
   // Is a thread inside through TCS `index` right now?

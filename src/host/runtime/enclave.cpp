@@ -16,6 +16,7 @@
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
+#include <array>
 #include <vector>
 
 #include "common/enclave_abi.h"
@@ -94,6 +95,11 @@ Status status_from_call(int32_t st, const abi::CallFrame& f, uint32_t id) {
     case abi::kErrAbi: return invalid_argument(what + ": host/enclave ABI version mismatch");
     case abi::kErrState: return internal_error(what + ": enclave entered in the wrong state");
     case abi::kErrApp: return Status(Code::kInternal, what + ": the handler reported an application error");
+    case abi::kErrMac: return security_error(what + ": authentication failed inside the enclave");
+    case abi::kErrBusy: return Status(Code::kBusy, what + ": the enclave is busy; try again");
+    case abi::kErrDenied:
+      return security_error(what + ": the enclave refused the call: this TCS is not leased to this process "
+                                   "(its lease ended, or the token is wrong)");
     default: return Status(Code::kInternal, what + " returned status " + std::to_string(st));
   }
 }
@@ -130,6 +136,8 @@ class EnclaveImpl final : public Enclave {
     TM_ASSIGN_OR_RETURN(auto loaded, image::load_image(path));
     image_.emplace(std::move(loaded));
     if (!image_->file.is_signed) return invalid_argument(path + ": image is not signed (run `teemate sign`)");
+    // The signature first, as a loader on hardware would find out at EINIT.
+    TM_RETURN_IF_ERROR(image::check_image_signature(*image_));
     TM_ASSIGN_OR_RETURN(backend_, host::open_backend(options.backend));
     const image::Layout& layout = image_->layout;
     TM_ASSIGN_OR_RETURN(enclave_, backend_->create(host::create_params_for(layout)));
@@ -203,13 +211,27 @@ class EnclaveImpl final : public Enclave {
     if (!list.is_array()) return corrupt("teemated's reply lacks the leased TCS");
     std::lock_guard lock(tcs_mu_);
     for (const auto& t : list) {
-      const uint64_t addr = t.value("address", uint64_t{0});
+      if (!t.is_object() || !t.contains("address") || !t["address"].is_number_unsigned() || !t.contains("index") ||
+          !t["index"].is_number_unsigned() || !t.contains("token") || !t["token"].is_string()) {
+        return corrupt("teemated's TCS entry lacks an unsigned index and address, or a token");
+      }
+      const uint64_t addr = t["address"].get<uint64_t>();
       if (addr < info_base() || addr - info_base() >= enclave_->size()) {
         return corrupt("teemated leased a TCS outside the enclave");
       }
+      std::array<uint64_t, 2> token{};
+      const std::string hex = t["token"].get<std::string>();
+      if (hex.size() != 32) return corrupt("teemated's lease token is not 32 hex digits");
+      for (size_t w = 0; w < 2; ++w) {
+        char* end = nullptr;
+        const std::string part = hex.substr(w * 16, 16);
+        token[w] = std::strtoull(part.c_str(), &end, 16);
+        if (end != part.c_str() + 16) return corrupt("teemated's lease token is not hex");
+      }
       free_tcs_.push_back(static_cast<uint32_t>(tcs_addrs_.size()));
       tcs_addrs_.push_back(addr);
-      daemon_index_.push_back(t.value("index", uint32_t{0}));
+      daemon_index_.push_back(static_cast<uint32_t>(t["index"].get<uint64_t>()));
+      lease_tokens_.push_back(token);
     }
     info_.tcs_count = static_cast<uint32_t>(free_tcs_.size());
     tcs_cv_.notify_all();
@@ -259,6 +281,17 @@ class EnclaveImpl final : public Enclave {
   }
 
   Status call(uint32_t id, CallArgs& args) override {
+    if (id < abi::kFirstUserCall) {
+      return invalid_argument("ECALL " + hex(id) + ": ids below 0x100 are reserved to the runtime");
+    }
+    return call_any(id, args);
+  }
+
+  Status call_any(uint32_t id, CallArgs& args) {
+    if (getpid() != owner_pid_) {
+      return Status(Code::kInvalidArgument, "this enclave handle belongs to pid " + std::to_string(owner_pid_) +
+                                      "; a forked child must load or attach an enclave of its own");
+    }
     if (args.overflowed()) return invalid_argument("ECALL " + hex(id) + ": more than 4 buffers or scalars");
     // A nested ECALL (from an OCALL handler on this thread) reuses its TCS.
     uint32_t tcs = 0;
@@ -270,7 +303,11 @@ class EnclaveImpl final : public Enclave {
         break;
       }
     }
-    if (!nested) tcs = acquire_tcs();
+    if (!nested) {
+      auto got = acquire_tcs();
+      if (!got.ok()) return got.status().with_context("ECALL " + hex(id));
+      tcs = *got;
+    }
     t_active.push_back({this, tcs});
     uint8_t* scratch = t_scratch.at(t_active.size() - 1);
 
@@ -286,8 +323,13 @@ class EnclaveImpl final : public Enclave {
     }
     frame.ocall_scratch = reinterpret_cast<uint64_t>(scratch);
     frame.ocall_scratch_size = abi::kOcallScratchSize;
+    if (tcs < lease_tokens_.size()) {
+      frame.auth[0] = lease_tokens_[tcs][0];
+      frame.auth[1] = lease_tokens_[tcs][1];
+    }
 
-    Status st = run(tcs, abi::kEntryEcall, reinterpret_cast<uint64_t>(&frame), scratch, abi::kExitReturn);
+    uint64_t exit_value = 0;
+    Status st = run(tcs, abi::kEntryEcall, reinterpret_cast<uint64_t>(&frame), scratch, abi::kExitReturn, &exit_value);
     t_active.pop_back();
     if (!nested) return_to_pool(tcs);
     TM_RETURN_IF_ERROR(st);
@@ -296,7 +338,9 @@ class EnclaveImpl final : public Enclave {
       b.out_size = frame.bufs[i].out_size <= b.size ? frame.bufs[i].out_size : 0;
     }
     for (size_t i = 0; i < 4; ++i) args.scalar_ref(i) = frame.scalars[i];
-    return status_from_call(frame.status, frame, id);
+    // The status the enclave exited with, not one read back from host
+    // memory (a frame the enclave refused early is never written).
+    return status_from_call(static_cast<int32_t>(exit_value), frame, id);
   }
 
   Result<int> run_main(const std::vector<std::string>& argv) override {
@@ -305,7 +349,7 @@ class EnclaveImpl final : public Enclave {
     for (const auto& a : argv) blob.append(a).push_back('\0');
     CallArgs args;
     args.in(blob);
-    TM_RETURN_IF_ERROR(call(abi::kEcallRunMain, args));
+    TM_RETURN_IF_ERROR(call_any(abi::kEcallRunMain, args));
     return static_cast<int>(static_cast<int64_t>(args.scalar_value(0)));
   }
 
@@ -323,7 +367,7 @@ class EnclaveImpl final : public Enclave {
   static int on_aex(host::EnterContext* ctx) {
     auto* es = static_cast<EntryState*>(ctx->user);
     uint32_t tcs = es->self->tcs_index(ctx->tcs);
-    Status st = es->self->run(tcs, abi::kEntryException, 0, es->scratch, abi::kExitExceptionHandled);
+    Status st = es->self->run(tcs, abi::kEntryException, 0, es->scratch, abi::kExitExceptionHandled, nullptr);
     if (!st.ok()) es->aex_error = st.message();
     return st.ok() ? 0 : 1;
   }
@@ -336,9 +380,14 @@ class EnclaveImpl final : public Enclave {
     return 0;
   }
 
-  uint32_t acquire_tcs() {
+  // A free TCS of ours, waiting while all are in use by our other
+  // threads; an error when none is usable any more (all out of service).
+  Result<uint32_t> acquire_tcs() {
     std::unique_lock lock(tcs_mu_);
-    tcs_cv_.wait(lock, [&] { return !free_tcs_.empty(); });
+    tcs_cv_.wait(lock, [&] { return !free_tcs_.empty() || broken_.size() >= tcs_addrs_.size(); });
+    if (free_tcs_.empty()) {
+      return Status(Code::kResource, "every TCS of this enclave handle is out of service after an earlier failure");
+    }
     uint32_t t = free_tcs_.back();
     free_tcs_.pop_back();
     return t;
@@ -357,7 +406,7 @@ class EnclaveImpl final : public Enclave {
 
   // One EENTER and every re-entry that OCALLs need, until the enclave exits
   // with `expect`.
-  Status run(uint32_t tcs, uint64_t reason, uint64_t arg, uint8_t* scratch, uint64_t expect) {
+  Status run(uint32_t tcs, uint64_t reason, uint64_t arg, uint8_t* scratch, uint64_t expect, uint64_t* exit_value) {
     EntryState es{this, scratch, {}};
     host::EnterContext ctx{};
     ctx.tcs = tcs_addrs_[tcs];
@@ -368,7 +417,10 @@ class EnclaveImpl final : public Enclave {
     for (;;) {
       ctx.out_rdi = ctx.out_rsi = ctx.fault_vector = 0;
       enclave_->enter(&ctx);
-      if (ctx.out_rdi == expect) return {};
+      if (ctx.out_rdi == expect) {
+        if (exit_value) *exit_value = ctx.out_rsi;
+        return {};
+      }
       switch (ctx.out_rdi) {
         case abi::kExitOcall: {
           if (ctx.out_rsi != reinterpret_cast<uint64_t>(scratch)) {
@@ -397,8 +449,11 @@ class EnclaveImpl final : public Enclave {
   }
 
   void mark_broken(uint32_t tcs) {
-    std::lock_guard lock(tcs_mu_);
-    broken_[tcs] = true;
+    {
+      std::lock_guard lock(tcs_mu_);
+      broken_[tcs] = true;
+    }
+    tcs_cv_.notify_all();  // waiters learn when none is left
   }
 
   // Serves one OCALL whose frame the enclave built in `f` (our scratch).
@@ -482,7 +537,9 @@ class EnclaveImpl final : public Enclave {
   std::string image_name_;
   protocol::UniqueFd daemon_;  // shared mode: the connection that holds our lease
   std::vector<uint32_t> daemon_index_;  // the daemon's index of each of our TCS
+  std::vector<std::array<uint64_t, 2>> lease_tokens_;  // shared mode: per TCS, sent in every frame
   uint64_t enclave_id_ = 0;
+  pid_t owner_pid_ = getpid();  // a forked child must attach or load its own
 };
 
 }  // namespace

@@ -11,8 +11,6 @@ CreateParams create_params_for(const image::Layout& layout) {
   cp.ssa_frame_pages = layout.ssa_frame_pages();
   cp.misc_select = layout.misc_select();
   cp.attributes = layout.attributes();
-  cp.isv_prod_id = layout.config().isv_prod_id;
-  cp.isv_svn = layout.config().isv_svn;
   return cp;
 }
 

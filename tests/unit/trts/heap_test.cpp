@@ -1,7 +1,9 @@
 // The trusted runtime's heap allocator, compiled for the host and driven
 // hard: random allocation and free with alignments up to 4096, no two live
 // blocks overlap, contents survive, everything coalesces back to one block,
-// and a double free or a foreign pointer aborts instead of corrupting.
+// and a double free or a foreign pointer aborts instead of corrupting. An
+// operation stopped at any write (a thread killed mid-update) is rolled
+// back exactly to the heap's state before it.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -12,12 +14,23 @@
 #include "runtime.h"
 
 // The allocator's two dependencies, supplied by the test.
-extern "C" void tm_spin_lock(tm_spinlock* l) { l->locked = 1; }
-extern "C" void tm_spin_unlock(tm_spinlock* l) { l->locked = 0; }
+extern "C" void tm_spin_lock(tm_spinlock* l) { l->owner = 1; }
+extern "C" void tm_spin_unlock(tm_spinlock* l) { l->owner = 0; }
 struct HeapAbort : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 extern "C" void tm_abort(const char* why) { throw HeapAbort(why); }
+
+// The allocator calls this before logging each write (0) and between
+// logging it and doing it (1): the test "kills" the thread at the N-th.
+struct Killed {};
+long g_points_left = -1;  // < 0: never
+namespace teemate::trts {
+void heap_test_point(int) {
+  if (g_points_left < 0) return;
+  if (g_points_left-- == 0) throw Killed{};
+}
+}  // namespace teemate::trts
 
 namespace teemate::trts {
 namespace {
@@ -86,6 +99,77 @@ TEST_F(HeapTest, DoubleFreeAndForeignPointersAbort) {
   void* q = heap_alloc(100, 16);
   EXPECT_NE(q, nullptr);
   heap_free(q);
+}
+
+// What a heap is, for comparison: its bytes and its header fields.
+struct HeapImage {
+  std::vector<uint8_t> bytes;
+  uint8_t* start;
+  uint8_t* end;
+  void* free_list;
+  size_t used;
+  size_t total;
+  bool operator==(const HeapImage&) const = default;
+};
+HeapImage image_of(const Heap& h) {
+  return HeapImage{std::vector<uint8_t>(h.start, h.end), h.start, h.end, h.free_list, h.used, h.total};
+}
+void restore(Heap& h, const HeapImage& im) {
+  memcpy(h.start, im.bytes.data(), im.bytes.size());
+  h.free_list = im.free_list;
+  h.used = im.used;
+  h.nundo = 0;
+}
+
+TEST(HeapRollback, AnOperationKilledAtAnyWriteRollsBackExactly) {
+  std::vector<uint8_t> mem(64 * 1024 + 16);
+  uint8_t* start = mem.data() + (16 - reinterpret_cast<uintptr_t>(mem.data()) % 16) % 16;
+  Heap h{};
+  heap_init(h, start, 64 * 1024);
+  std::mt19937_64 rng(7);
+  std::vector<void*> live;
+  size_t kills = 0;
+  for (int step = 0; step < 300; ++step) {
+    const bool alloc = live.empty() || rng() % 2;
+    const size_t n = rng() % 3000;
+    const size_t align = size_t{16} << (rng() % 6);
+    const size_t victim = live.empty() ? 0 : rng() % live.size();
+    auto op = [&]() -> void* {
+      if (alloc) return heap_alloc(h, n, align);
+      heap_free(h, live[victim]);
+      return nullptr;
+    };
+    const HeapImage before = image_of(h);
+    // Kill the operation at every point it reaches, roll back, compare.
+    for (long point = 0;; ++point) {
+      restore(h, before);
+      g_points_left = point;
+      bool killed = false;
+      try {
+        (void)op();
+      } catch (const Killed&) {
+        killed = true;
+      }
+      g_points_left = -1;
+      if (!killed) break;  // it ran to completion before this point
+      ++kills;
+      heap_rollback(h);
+      ASSERT_EQ(h.nundo, 0u);
+      ASSERT_TRUE(image_of(h) == before) << "step " << step << ", killed at point " << point;
+    }
+    restore(h, before);
+    // The real operation.
+    void* p = op();
+    if (alloc && p) live.push_back(p);
+    if (!alloc) {
+      live[victim] = live.back();
+      live.pop_back();
+    }
+  }
+  EXPECT_GT(kills, 1000u);
+  for (void* p : live) heap_free(h, p);
+  EXPECT_EQ(h.used, 0u);
+  EXPECT_NE(heap_alloc(h, 60 * 1024, 16), nullptr);  // coalesced whole again
 }
 
 }  // namespace

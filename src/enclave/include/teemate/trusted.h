@@ -28,6 +28,8 @@ enum {
   TM_ERR_OCALL_FAILED = 7,
   TM_ERR_APP = 10,
   TM_ERR_MAC = 11, /* authentication failed: a sealed blob's tag or a REPORT's MAC */
+  TM_ERR_BUSY = 12,
+  TM_ERR_DENIED = 13,
 };
 
 #define TM_MAX_BUFFERS 4
@@ -106,9 +108,17 @@ uint64_t tm_enclave_size(void);
 size_t tm_heap_used(void);
 size_t tm_heap_size(void);
 
-/* A simple test-and-test-and-set lock for deliberately shared state. */
+/* A test-and-test-and-set lock for deliberately shared state. The lock word
+ * holds the holder's thread identity, written by the same atomic operation
+ * that takes the lock, and every thread keeps a list of the locks it holds
+ * or is taking: when the process of a thread that holds one ends (crash,
+ * SIGKILL, even in the middle of taking or releasing it), the runtime
+ * releases it, so a dead co-tenant never leaves a lock held for ever. A
+ * thread may hold at most 32 runtime and tm_spinlock locks at once. Not
+ * recursive. Data the lock guarded may be half-updated when that happens:
+ * keep shared updates small or check invariants after taking the lock. */
 typedef struct tm_spinlock {
-  volatile uint32_t locked;
+  volatile uint64_t owner; /* 0: free; else the holder's thread-data address */
 } tm_spinlock;
 #define TM_SPINLOCK_INIT {0}
 void tm_spin_lock(tm_spinlock* lock);
@@ -199,10 +209,12 @@ int tm_unseal(const void* blob, size_t blob_len, void* aad_out, size_t aad_cap, 
  * the runtime releases it when the process's context is torn down, so the
  * other processes keep running. Not recursive. */
 typedef struct tm_mutex {
-  volatile uint32_t locked;
-  uint32_t owner_context; /* 0: none, or a process context id */
+  /* 0: free; else the holder's process context handle (generation and
+   * slot), or 1 for a thread with no context. Taken and recorded by one
+   * atomic operation. */
+  volatile uint64_t owner;
 } tm_mutex;
-#define TM_MUTEX_INIT {0, 0}
+#define TM_MUTEX_INIT {0}
 void tm_mutex_lock(tm_mutex* m);
 int tm_mutex_trylock(tm_mutex* m); /* 1 when taken */
 void tm_mutex_unlock(tm_mutex* m);

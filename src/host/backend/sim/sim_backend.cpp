@@ -60,12 +60,12 @@ class SimEnclave final : public BackendEnclave {
     }
     if (!(p.attributes.flags & sgx::kAttrMode64)) return invalid_argument("ECREATE: only 64-bit enclaves are supported");
     if ((p.attributes.xfrm & 0x3) != 0x3) return invalid_argument("ECREATE: XFRM must include x87 and SSE (0x3)");
+    TM_RETURN_IF_ERROR(load_root_key());
+    copy_root_key(state_.root_key);
     state_.size = p.size;
     state_.ssa_frame_pages = p.ssa_frame_pages;
     state_.misc_select = p.misc_select;
     state_.attributes = p.attributes;
-    state_.isv_prod_id = p.isv_prod_id;
-    state_.isv_svn = p.isv_svn;
     memfd_ = memfd_create("teemate-enclave", MFD_CLOEXEC);
     if (memfd_ < 0) return io_error("ECREATE: memfd_create", errno);
     if (ftruncate(memfd_, static_cast<off_t>(p.size)) != 0) return io_error("ECREATE: sizing enclave memory", errno);
@@ -124,6 +124,10 @@ class SimEnclave final : public BackendEnclave {
     TM_RETURN_IF_ERROR(sgx::check_einit(sig, mrenclave_, state_.attributes, state_.misc_select)
                            .with_context("EINIT refused the SIGSTRUCT"));
     mrsigner_ = sgx::mrsigner_of(sig);
+    // The enclave's identity is the signer's word, as on hardware: EINIT
+    // copies ISVPRODID and ISVSVN from the SIGSTRUCT into the SECS.
+    state_.isv_prod_id = sig.isv_prod_id;
+    state_.isv_svn = sig.isv_svn;
     memcpy(state_.mr_enclave, mrenclave_.data(), 32);
     memcpy(state_.mr_signer, mrsigner_.data(), 32);
     // The build view goes away; the enclave view gets SECINFO permissions.
@@ -152,11 +156,6 @@ class SimEnclave final : public BackendEnclave {
     return AttachHandles{{memfd_, control_fd_}, state_.base, state_.size};
   }
 
-  Status set_tcs_lease(uint32_t index, int32_t pid) override {
-    if (index >= state_.tcs_count) return invalid_argument("no TCS " + std::to_string(index));
-    state_.tcs[index].lease_pid.store(pid, std::memory_order_release);
-    return {};
-  }
   uint32_t tcs_count() const override { return state_.tcs_count; }
   uint64_t tcs_address(uint32_t index) const override {
     return index < state_.tcs_count ? state_.tcs[index].tcs_addr : 0;
@@ -175,12 +174,17 @@ class SimEnclave final : public BackendEnclave {
     uint32_t holder = t.busy.load(std::memory_order_acquire);
     if (holder != 0) {
       // The thread died inside: hardware would have taken an asynchronous
-      // exit (state unknown to software, so EXITINFO is not valid).
+      // exit and saved its registers. Those are lost here, so the frame
+      // says nothing (EXITINFO not valid, registers zero): recovery must not
+      // rely on them, as nothing of the dead thread is resumed.
       if (t.cssa < t.nssa) {
         const uint64_t frame_bytes = uint64_t{state_.ssa_frame_pages} * sgx::kPageSize;
         auto* g = reinterpret_cast<sgx::GprSgx*>(t.ossa_addr + t.cssa * frame_bytes +
                                                  sgx::gprsgx_offset(state_.ssa_frame_pages));
-        g->exit_info = 0;
+        const uint64_t ursp = g->ursp, urbp = g->urbp;
+        memset(static_cast<void*>(g), 0, sizeof *g);
+        g->ursp = ursp;
+        g->urbp = urbp;
         t.cssa += 1;
       }
       t.busy.store(0, std::memory_order_release);
@@ -199,7 +203,7 @@ class SimEnclave final : public BackendEnclave {
     if (c == MAP_FAILED) return io_error("attach: mapping control memory", errno);
     control_ = static_cast<SimControlHeader*>(c);
     const SimControlHeader& hd = *control_;
-    if (hd.magic != kSimControlMagic || hd.version != 1 || hd.total_size != control_bytes_ ||
+    if (hd.magic != kSimControlMagic || hd.version != 2 || hd.total_size != control_bytes_ ||
         hd.base != h.base || hd.size != h.size || (hd.size & (hd.size - 1)) || hd.base % hd.size ||
         hd.tcs_offset + uint64_t{hd.tcs_count} * sizeof(SimTcs) > control_bytes_ ||
         hd.perms_offset + hd.size / sgx::kPageSize > control_bytes_ ||
@@ -234,6 +238,7 @@ class SimEnclave final : public BackendEnclave {
     state_.isv_svn = hd.isv_svn;
     memcpy(state_.mr_enclave, hd.mr_enclave, 32);
     memcpy(state_.mr_signer, hd.mr_signer, 32);
+    memcpy(state_.root_key, hd.root_key, 32);
     memcpy(mrenclave_.data(), hd.mr_enclave, 32);
     memcpy(mrsigner_.data(), hd.mr_signer, 32);
     state_.control = control_;
@@ -297,7 +302,8 @@ class SimEnclave final : public BackendEnclave {
     control_ = static_cast<SimControlHeader*>(c);
     SimControlHeader& hd = *control_;
     hd.magic = kSimControlMagic;
-    hd.version = 1;
+    hd.version = 2;
+    memcpy(hd.root_key, state_.root_key, 32);
     hd.tcs_count = static_cast<uint32_t>(pending_tcs_.size());
     hd.base = state_.base;
     hd.size = state_.size;
@@ -389,7 +395,6 @@ class SimBackend final : public Backend {
 Result<std::unique_ptr<Backend>> open_backend(std::string_view name) {
   if (name == "sim") {
     sim::warn_once();
-    TM_RETURN_IF_ERROR(sim::load_root_key());
     sim::install_signal_handlers();
     return std::unique_ptr<Backend>(std::make_unique<sim::SimBackend>());
   }

@@ -21,7 +21,7 @@ uint8_t g_root_key[32];
 bool g_root_loaded = false;
 
 // HMAC-SHA256(root, label || fields) truncated to 128 bits.
-void derive(const uint8_t* fields, size_t n, uint8_t out[16]) {
+void derive(const uint8_t root[32], const uint8_t* fields, size_t n, uint8_t out[16]) {
   static const char kLabel[] = "TEEMATE-SIM-EGETKEY-v1";
   uint8_t buf[512];
   size_t len = sizeof(kLabel) - 1;
@@ -30,7 +30,7 @@ void derive(const uint8_t* fields, size_t n, uint8_t out[16]) {
   len += n;
   uint8_t mac[32];
   unsigned int mac_len = 0;
-  HMAC(EVP_sha256(), g_root_key, sizeof g_root_key, buf, len, mac, &mac_len);
+  HMAC(EVP_sha256(), root, 32, buf, len, mac, &mac_len);
   memcpy(out, mac, 16);
   OPENSSL_cleanse(mac, sizeof mac);
 }
@@ -49,7 +49,7 @@ struct DerivationInput {
   uint8_t key_id[32];
 };
 
-void report_key(const uint8_t mr_enclave[32], const sgx::Attributes& attr, uint32_t misc,
+void report_key(const uint8_t root[32], const uint8_t mr_enclave[32], const sgx::Attributes& attr, uint32_t misc,
                 const uint8_t key_id[32], uint8_t out[16]) {
   DerivationInput in{};
   in.key_name = sgx::kKeyReport;
@@ -58,7 +58,7 @@ void report_key(const uint8_t mr_enclave[32], const sgx::Attributes& attr, uint3
   in.misc_select = misc;
   memcpy(in.mr_enclave, mr_enclave, 32);
   memcpy(in.key_id, key_id, 32);
-  derive(reinterpret_cast<const uint8_t*>(&in), sizeof in, out);
+  derive(root, reinterpret_cast<const uint8_t*>(&in), sizeof in, out);
 }
 
 void cmac(const uint8_t key[16], const uint8_t* data, size_t n, uint8_t out[16]) {
@@ -81,8 +81,11 @@ const uint8_t kSimCpuSvn[16] = {1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
 
 bool root_key_loaded() { return g_root_loaded; }
 
+void copy_root_key(uint8_t out[32]) { memcpy(out, g_root_key, sizeof g_root_key); }
+
 std::string root_key_path() {
   if (const char* p = std::getenv("TEEMATE_SIM_ROOT_KEY"); p && *p) return p;
+  if (geteuid() == 0) return "/var/lib/teemate/sim-root.key";
   if (const char* x = std::getenv("XDG_STATE_HOME"); x && *x) return std::string(x) + "/teemate/sim-root.key";
   if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.local/state/teemate/sim-root.key";
   return "/var/lib/teemate/sim-root.key";
@@ -142,7 +145,7 @@ void ereport(const SimEnclaveState& st, const sgx::TargetInfo& target, const uin
   memcpy(r.report_data, report_data, 64);
   RAND_bytes(r.key_id, sizeof r.key_id);
   uint8_t key[16];
-  report_key(target.mr_enclave, target.attributes, target.misc_select, r.key_id, key);
+  report_key(st.root_key, target.mr_enclave, target.attributes, target.misc_select, r.key_id, key);
   cmac(key, reinterpret_cast<const uint8_t*>(&r), sgx::kReportBodySize, r.mac);
   OPENSSL_cleanse(key, sizeof key);
   memcpy(out, &r, sizeof r);
@@ -154,7 +157,7 @@ uint32_t egetkey(const SimEnclaveState& st, const sgx::KeyRequest& req, uint8_t*
   attr.flags |= sgx::kAttrInit;
   if (req.key_name == sgx::kKeyReport) {
     uint8_t key[16];
-    report_key(st.mr_enclave, attr, st.misc_select, req.key_id, key);
+    report_key(st.root_key, st.mr_enclave, attr, st.misc_select, req.key_id, key);
     memcpy(key_out, key, 16);
     OPENSSL_cleanse(key, sizeof key);
     return 0;
@@ -175,7 +178,7 @@ uint32_t egetkey(const SimEnclaveState& st, const sgx::KeyRequest& req, uint8_t*
   if (req.key_policy & sgx::kKeyPolicyMrSigner) memcpy(in.mr_signer, st.mr_signer, 32);
   memcpy(in.key_id, req.key_id, 32);
   uint8_t key[16];
-  derive(reinterpret_cast<const uint8_t*>(&in), sizeof in, key);
+  derive(st.root_key, reinterpret_cast<const uint8_t*>(&in), sizeof in, key);
   memcpy(key_out, key, 16);
   OPENSSL_cleanse(key, sizeof key);
   return 0;

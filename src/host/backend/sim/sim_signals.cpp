@@ -132,12 +132,9 @@ const HostThread& host_thread() {
 // A forked child is a new process with a new tid: forget the cache.
 void forget_host_thread_in_child() { t_host.known = false; }
 
-// Claims a TCS for the calling thread as EENTER/ERESUME do: leased to
-// another process or already busy is a #GP.
+// Claims a TCS for the calling thread as EENTER/ERESUME do: busy is a #GP.
 bool claim_tcs(SimTcs* t) {
   const HostThread& h = host_thread();
-  const int32_t lease = t->lease_pid.load(std::memory_order_acquire);
-  if (lease != 0 && lease != h.pid) return false;
   uint32_t expected = 0;
   return t->busy.compare_exchange_strong(expected, h.tid, std::memory_order_acquire);
 }
@@ -369,7 +366,13 @@ void install_signal_handlers() {
     struct sigaction sa {};
     sa.sa_sigaction = teemate_sim_signal_entry;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
-    sigemptyset(&sa.sa_mask);
+    // Every asynchronous signal stays blocked while the handler runs: it
+    // loads the enclave's FS/GS bases before it returns into the enclave
+    // (EENTER, ERESUME), and a host handler (a timer's, say) run in that
+    // window would find the enclave's thread data where its TLS should be.
+    // Inside the enclave they stay blocked through uc_sigmask.
+    sigfillset(&sa.sa_mask);
+    for (int sync : {SIGILL, SIGSEGV, SIGBUS, SIGFPE, SIGTRAP, SIGSYS}) sigdelset(&sa.sa_mask, sync);
     sigaction(sig, &sa, &g_previous[sig]);
   }
 }
@@ -413,8 +416,16 @@ using namespace teemate::host::sim;
 // Called by the entry stub with the interrupted RIP and the current GS
 // base, before FS is known to be valid: must not touch TLS, the stack
 // protector or sanitizer runtimes.
-extern "C" __attribute__((no_sanitize("address", "undefined"), optimize("no-stack-protector")))
-SimTcs* teemate_sim_tcs_for_context(uint64_t rip, uint64_t gs) {
+// (clang: no coverage instrumentation either, whose stack-depth tracking
+// reads a TLS variable.)
+#if defined(__clang__)
+#define TEEMATE_NO_TLS_INSTRUMENTATION \
+  __attribute__((no_sanitize("address", "undefined", "coverage"), no_stack_protector))
+#else
+#define TEEMATE_NO_TLS_INSTRUMENTATION \
+  __attribute__((no_sanitize("address", "undefined"), optimize("no-stack-protector")))
+#endif
+extern "C" TEEMATE_NO_TLS_INSTRUMENTATION SimTcs* teemate_sim_tcs_for_context(uint64_t rip, uint64_t gs) {
   for (auto& slot : g_registry) {
     SimEnclaveState* st = slot.load(std::memory_order_acquire);
     if (!st || rip < st->base || rip - st->base >= st->size) continue;

@@ -30,10 +30,10 @@ struct SimTcs {
   uint64_t oentry_addr;
   uint64_t aep;
   uint64_t host_sigmask;   // the kernel's 64-bit mask at EENTER
-  // The process this TCS is leased to (0: any process that maps the
-  // enclave). EENTER/ERESUME from any other process fault with #GP.
-  std::atomic<int32_t> lease_pid;
-  uint32_t reserved;
+  // Leases are not enforced here, as hardware does not enforce them: any
+  // process that maps the enclave may EENTER any TCS that is not busy. The
+  // enclave enforces them (lease tokens, docs/threat-model.md).
+  uint64_t reserved;
 };
 static_assert(offsetof(SimTcs, host_fs) == 0 && offsetof(SimTcs, host_gs) == 8);
 static_assert(offsetof(SimTcs, enclave_gs) == 24);
@@ -60,6 +60,10 @@ struct SimControlHeader {
   uint64_t tcs_offset;    // SimTcs[tcs_count]
   uint64_t perms_offset;  // uint8_t[size / 4096]
   uint64_t total_size;
+  // The simulated CPU's key material (the owner's root key): EREPORT and
+  // EGETKEY in every attached process derive from it. No secret from the
+  // host, as nothing in the sim is.
+  uint8_t root_key[32];
 };
 
 // A process's view of one enclave (owner or attached): immutable fields
@@ -75,6 +79,7 @@ struct SimEnclaveState {
   std::atomic<bool> initialized{false};
   uint8_t mr_enclave[32] = {};
   uint8_t mr_signer[32] = {};
+  uint8_t root_key[32] = {};       // see SimControlHeader::root_key
   SimTcs* tcs = nullptr;           // tcs_count entries
   uint32_t tcs_count = 0;
   const uint8_t* page_perms = nullptr;  // SECINFO R/W/X per page, 0x80 = not added
