@@ -67,7 +67,14 @@ struct AttachOptions {
   std::string mrenclave;
   uint64_t enclave_id = 0;
   std::string image;
+  // The trust domain to load `image` into (teemated's configuration names
+  // who belongs to which); empty: the caller's own. Only processes of one
+  // trust domain ever share an enclave.
+  std::string trust_domain;
   uint32_t tcs = 1;         // TCS slots to lease
+  // When every TCS is leased, wait this long for enough to come free
+  // (0: fail at once with kBusy).
+  uint32_t wait_ms = 30000;
   std::string client_name = "teemate";
   std::function<void(int fd, std::string_view text)> output;
 };

@@ -16,6 +16,7 @@ struct RunOptions {
   bool show_identity = false;
   bool shared = false;
   std::string socket;
+  double wait_seconds = 30;
 };
 
 int g_run_exit = -1;
@@ -41,6 +42,11 @@ void register_enclave(CLI::App& app) {
   run->add_flag("--shared", opts->shared,
                 "Run in the warm enclave teemated keeps for IMAGE (loaded on first use) instead of building a "
                 "fresh one: the enclave is mapped into this process at its base and one TCS is leased to it.");
+  run->add_option("--wait", opts->wait_seconds,
+                  "With --shared: when every TCS of the warm enclave is leased, wait up to SECONDS for one to come "
+                  "free (0: fail at once).")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 86400.0));
   run->add_option("--socket", opts->socket, "teemated's control socket (with --shared; default $TEEMATE_SOCKET or "
                                              "/run/teemate/teemated.sock).");
   run->footer(
@@ -49,13 +55,14 @@ void register_enclave(CLI::App& app) {
       "  teemated --socket /tmp/tm.sock &   teemate enclave run --shared --socket /tmp/tm.sock hello.tme\n\n"
       "EXIT STATUS\n"
       "  main's return value (or the value passed to exit()); 1 when the enclave cannot be loaded\n"
-      "  or the call fails (an unhandled exception inside the enclave, for example); 2 on a usage\n"
-      "  error.");
+      "  or attached (every TCS still leased after --wait, for example), or when the call fails (an\n"
+      "  unhandled exception inside the enclave, for example); 2 on a usage error.");
   run->callback([opts] {
     AttachOptions attach;
     attach.socket_path = opts->socket;
     attach.image = opts->image;
     attach.client_name = "teemate enclave run";
+    attach.wait_ms = static_cast<uint32_t>(opts->wait_seconds * 1000);
     Result<std::unique_ptr<Enclave>> e = opts->shared ? Enclave::attach(attach)
                                                       : Enclave::load(opts->image, LoadOptions{opts->backend, {}});
     if (!e.ok()) {

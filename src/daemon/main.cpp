@@ -18,7 +18,15 @@ int main(int argc, char** argv) {
       "however it ends, takes its TCS back and resets them so the others keep running.",
       "teemated"};
   app.add_option("--socket", opts.socket_path, "Control socket (mode 0660).")->capture_default_str();
+  app.add_option("--socket-group", opts.socket_group,
+                 "Numeric group id that owns the socket: its members may connect (as docker's -G). Default: "
+                 "the daemon's group.")
+      ->check(CLI::Range(int64_t{0}, int64_t{4294967294}));
   app.add_option("--state-dir", opts.state_dir, "Directory for teemated.pid (created 0700).")->capture_default_str();
+  app.add_option("--config", opts.config_path,
+                 "TOML file with trust domains (which users may share enclaves) and limits; see "
+                 "docs/shared-enclaves.md. Without it, every user has only its own domain.")
+      ->check(CLI::ExistingFile);
   app.add_option("--backend", opts.backend, "Backend: sim (software emulation, no protection) or sgx.")
       ->capture_default_str();
   app.add_flag("-v,--verbose", opts.verbose, "Log every connection and failed request.");

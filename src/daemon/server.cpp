@@ -1,32 +1,50 @@
-// teemated's poll loop and operations (see server.h and
-// docs/daemon-protocol.md). Never trusts a client: every field is checked,
-// a TCS is handed to one process at a time, and a process's TCS come back
-// only when it released them while idle or after it has ended.
+// teemated's server (see server.h and docs/daemon-protocol.md). Threads:
+//   - the main thread accepts connections, watches every client process's
+//     pidfd and the stop signals, and reaps what has finished;
+//   - one thread per connection reads, decodes and serves its requests (a
+//     slow or stalled client delays only itself; a build delays only the
+//     client that asked for it);
+//   - one thread per ended process recovers its TCS and context, while
+//     everything else goes on.
+// Shared bookkeeping is under one mutex, never held across an enclave build
+// or an enclave entry: a TCS the daemon works on is marked leased first, so
+// no other thread touches it. Operations on one client's attachments (its
+// requests, its recovery) are serialised by that client's own mutex. Never
+// trusts a client: every field is typed and checked, every enclave is used
+// only by members of its trust domain, and a TCS is handed to one process
+// at a time.
 #include "daemon/server.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/random.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <list>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
+#include <set>
+#include <thread>
 #include <variant>
 #include <vector>
 
 #include "common/enclave_abi.h"
+#include "daemon/daemon_config.h"
+#include "daemon/enclave_control.h"
 #include "host/backend/backend.h"
 #include "host/daemon/protocol.h"
 #include "host/daemon/requests.h"
@@ -41,26 +59,11 @@ namespace {
 using nlohmann::json;
 using protocol::UniqueFd;
 
-constexpr int kMessageTimeoutMs = 2000;  // a started message must arrive within this
+constexpr int kMessageTimeoutMs = 2000;  // a started message must arrive within this; a reply must leave
 constexpr size_t kMaxClients = 1024;
-constexpr int kSoPeerPidfd = 77;  // SO_PEERPIDFD (asm-generic/socket.h, Linux 6.5)
-
-void log(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-void log(const char* fmt, ...) {
-  char when[32];
-  time_t now = time(nullptr);
-  struct tm tm {};
-  localtime_r(&now, &tm);
-  strftime(when, sizeof when, "%H:%M:%S", &tm);
-  std::fprintf(stderr, "%s teemated: ", when);
-  va_list ap;
-  va_start(ap, fmt);
-  std::vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  std::fputc('\n', stderr);
-}
-
-int no_aex(host::EnterContext*) { return 1; }
+constexpr int kSoPeerPidfd = 77;               // SO_PEERPIDFD (asm-generic/socket.h, Linux 6.5)
+constexpr uint64_t kMaxImageBytes = 1ull << 30;
+constexpr int32_t kOutOfService = -1;          // Warm::lease value of a TCS recovery could not bring back
 
 // Identifies the file an enclave was loaded from, so that a later load of
 // the same unchanged file finds the warm enclave without re-measuring it.
@@ -72,120 +75,104 @@ struct FileStamp {
   bool operator==(const FileStamp&) const = default;
 };
 
-bool stamp_of(const std::string& path, FileStamp* out) {
-  struct stat st {};
-  if (stat(path.c_str(), &st) != 0) return false;
-  *out = FileStamp{st.st_dev, st.st_ino, st.st_size, st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec};
-  return true;
-}
-
 struct Warm {
   uint32_t id = 0;
-  std::string image;
+  std::string image;  // the path the loading client named (for people)
   FileStamp stamp;
   std::string mrenclave;
-  std::optional<image::LoadedImage> loaded;
-  std::unique_ptr<host::BackendEnclave> enclave;
-  std::vector<int32_t> lease;  // pid per TCS, 0 = free, -1 = out of service
-  // Authenticates this daemon's control ECALLs to the enclave; installed
-  // right after EINIT, before any client can map the enclave, and never
-  // sent to a client.
-  std::array<uint64_t, 4> control_token{};
+  std::string domain;  // only members attach, list or reuse it
+  uid_t loaded_by = 0;
+  std::unique_ptr<ControlledEnclave> ctl;
+  std::vector<int32_t> lease;  // per TCS: 0 free, a pid, kOutOfService
 };
 
 struct Client {
+  uint64_t serial = 0;
   UniqueFd sock;
   UniqueFd pidfd;
-  protocol::PeerCredentials cred;
+  pid_t pid = 0;  // SO_PEERCRED: the daemon's PID namespace's view
+  Caller who;
   std::string name = "?";
-  bool connected = true;
-  bool greeted = false;
+  // One operation on this client's attachments at a time: one of its
+  // requests, or its recovery once it has ended.
+  std::mutex op_mu;
+  std::thread thread;
+  // Below: guarded by DaemonImpl::mu_ (written with op_mu held as well).
+  bool dead = false;        // its process ended; a recovery thread owns what it held
+  bool recovered = false;
+  bool closed = false;      // its connection thread is done
   std::map<uint32_t, std::vector<uint32_t>> leases;  // enclave id -> TCS indices
   std::map<uint32_t, uint64_t> contexts;             // enclave id -> process context handle
-  std::map<std::pair<uint32_t, uint32_t>, std::array<uint64_t, 2>> tokens;  // (enclave, TCS) -> lease token
-  bool recovering = false;                           // its recovery is in progress
+  std::map<std::pair<uint32_t, uint32_t>, Token128> tokens;  // (enclave, TCS) -> lease token
 };
 
-// 128 or 256 bits from the kernel's CSPRNG.
-template <size_t N>
-Status random_words(std::array<uint64_t, N>* out) {
+bool stamp_of_fd(int fd, FileStamp* out, off_t* size) {
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return false;
+  *out = FileStamp{st.st_dev, st.st_ino, st.st_size, st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec};
+  *size = st.st_size;
+  return true;
+}
+
+Result<std::vector<uint8_t>> read_fd(int fd, off_t size) {
+  std::vector<uint8_t> bytes(static_cast<size_t>(size));
   size_t done = 0;
-  auto* p = reinterpret_cast<uint8_t*>(out->data());
-  while (done < sizeof(*out)) {
-    ssize_t n = getrandom(p + done, sizeof(*out) - done, 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return io_error("getrandom", errno);
-    }
+  while (done < bytes.size()) {
+    ssize_t n = pread(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return io_error("reading the image", errno);
+    if (n == 0) return corrupt("the image file shrank while it was read");
     done += static_cast<size_t>(n);
   }
-  return {};
-}
-
-std::string hex_words(const uint64_t* w, size_t n) {
-  std::string s;
-  char b[17];
-  for (size_t i = 0; i < n; ++i) {
-    std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(w[i]));
-    s += b;
-  }
-  return s;
-}
-
-const char* call_status_name(int32_t st) {
-  switch (st) {
-    case abi::kOk: return "ok";
-    case abi::kErrInvalid: return "invalid";
-    case abi::kErrUnknownCall: return "unknown call";
-    case abi::kErrBufferRange: return "buffer range";
-    case abi::kErrTooLarge: return "too large";
-    case abi::kErrNoMemory: return "enclave heap exhausted";
-    case abi::kErrFault: return "enclave fault";
-    case abi::kErrOcallFailed: return "OCALL failed";
-    case abi::kErrAbi: return "ABI mismatch";
-    case abi::kErrState: return "wrong state";
-    case abi::kErrBusy: return "busy";
-    case abi::kErrDenied: return "denied";
-    default: return "unknown status";
-  }
+  return bytes;
 }
 
 class DaemonImpl final : public Daemon {
  public:
+  ~DaemonImpl() override { stop_all(); }
+
   Status init(const DaemonOptions& o) {
     options_ = o;
+    if (!o.config_path.empty()) {
+      TM_ASSIGN_OR_RETURN(config_, load_daemon_config(o.config_path));
+    }
     TM_ASSIGN_OR_RETURN(backend_, host::open_backend(o.backend));
     std::error_code ec;
     std::filesystem::create_directories(std::filesystem::path(o.socket_path).parent_path(), ec);
     TM_ASSIGN_OR_RETURN(listen_, protocol::listen_unix(o.socket_path, 0660));
+    if (o.socket_group >= 0 && chown(o.socket_path.c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(o.socket_group)) != 0) {
+      return io_error("cannot give " + o.socket_path + " to group " + std::to_string(o.socket_group), errno);
+    }
+    socket_gid_ = o.socket_group >= 0 ? static_cast<gid_t>(o.socket_group) : getegid();
     TM_RETURN_IF_ERROR(write_pid_file(o.state_dir));
     sigset_t mask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGINT);
     sigaddset(&mask, SIGTERM);
-    sigprocmask(SIG_BLOCK, &mask, nullptr);
+    pthread_sigmask(SIG_BLOCK, &mask, nullptr);  // threads made later inherit it
     signal(SIGPIPE, SIG_IGN);
     sigfd_.reset(signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
     if (!sigfd_) return io_error("signalfd", errno);
-    log("listening on %s (backend %s)", o.socket_path.c_str(), backend_->name());
+    wake_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!wake_) return io_error("eventfd", errno);
+    log("listening on %s (backend %s, %zu trust domains configured)", o.socket_path.c_str(), backend_->name(),
+        config_.domains.size());
     return {};
   }
 
   Status run() override {
     for (;;) {
       std::vector<pollfd> fds;
+      std::vector<std::shared_ptr<Client>> watched;
       fds.push_back({listen_.get(), POLLIN, 0});
       fds.push_back({sigfd_.get(), POLLIN, 0});
-      std::vector<std::pair<size_t, bool>> who;  // client index, is-pidfd
-      for (size_t i = 0; i < clients_.size(); ++i) {
-        Client& c = *clients_[i];
-        if (c.connected) {
-          fds.push_back({c.sock.get(), POLLIN, 0});
-          who.push_back({i, false});
-        }
-        if (c.pidfd) {
-          fds.push_back({c.pidfd.get(), POLLIN, 0});
-          who.push_back({i, true});
+      fds.push_back({wake_.get(), POLLIN, 0});
+      {
+        std::lock_guard lock(mu_);
+        for (auto& c : clients_) {
+          if (c->dead || !c->pidfd) continue;
+          fds.push_back({c->pidfd.get(), POLLIN, 0});
+          watched.push_back(c);
         }
       }
       if (poll(fds.data(), fds.size(), -1) < 0) {
@@ -194,30 +181,26 @@ class DaemonImpl final : public Daemon {
       }
       if (fds[1].revents) {
         log("stopping on signal");
+        stop_all();
         unlink(options_.socket_path.c_str());
-        unlink(pid_file_.c_str());
+        if (!pid_file_.empty()) unlink(pid_file_.c_str());
         return {};
       }
-      if (fds[0].revents & POLLIN) accept_client();
-      for (size_t k = 2; k < fds.size(); ++k) {
-        if (!fds[k].revents) continue;
-        auto [index, is_pidfd] = who[k - 2];
-        Client& c = *clients_[index];
-        if (is_pidfd) {
-          process_ended(c);
-        } else {
-          serve_one(c);
-        }
+      if (fds[2].revents) {
+        uint64_t n;
+        (void)!read(wake_.get(), &n, sizeof n);
       }
-      // Forget clients that are gone and hold nothing.
-      std::erase_if(clients_, [](const std::unique_ptr<Client>& c) {
-        return !c->connected && !c->pidfd && c->leases.empty();
-      });
+      if (fds[0].revents & POLLIN) accept_client();
+      for (size_t k = 3; k < fds.size(); ++k) {
+        if (fds[k].revents) process_ended(watched[k - 3]);
+      }
+      reap();
     }
   }
 
  private:
-  // state_dir/teemated.pid, written atomically.
+  // ---- Lifecycle ----------------------------------------------------------
+
   Status write_pid_file(const std::string& dir) {
     if (dir.empty()) return {};
     std::error_code ec;
@@ -235,24 +218,84 @@ class DaemonImpl final : public Daemon {
     return {};
   }
 
+  void wake_main() {
+    const uint64_t one = 1;
+    (void)!write(wake_.get(), &one, sizeof one);
+  }
+
+  // Ends every connection and waits for every thread (builds and recoveries
+  // in progress finish first).
+  void stop_all() {
+    std::vector<std::shared_ptr<Client>> all;
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+      all = clients_;
+      for (auto& c : all) {
+        if (c->sock) shutdown(c->sock.get(), SHUT_RDWR);
+      }
+    }
+    for (auto& c : all) {
+      if (c->thread.joinable()) c->thread.join();
+    }
+    std::list<std::thread> rec;
+    {
+      std::lock_guard lock(mu_);
+      rec.swap(recoveries_);
+    }
+    for (auto& t : rec) {
+      if (t.joinable()) t.join();
+    }
+  }
+
+  // Forgets clients that are gone and hold nothing; joins finished threads.
+  void reap() {
+    std::vector<std::shared_ptr<Client>> done;
+    {
+      std::lock_guard lock(mu_);
+      std::erase_if(clients_, [&](const std::shared_ptr<Client>& c) {
+        const bool holds = !c->leases.empty() || !c->contexts.empty();
+        const bool gone = c->closed && (c->dead ? c->recovered : !holds);
+        if (gone) done.push_back(c);
+        return gone;
+      });
+    }
+    for (auto& c : done) {
+      if (c->thread.joinable()) c->thread.join();
+    }
+    std::list<std::thread> finished;
+    {
+      std::lock_guard lock(mu_);
+      for (auto it = recoveries_.begin(); it != recoveries_.end();) {
+        auto id = it->get_id();
+        if (finished_recoveries_.count(id)) {
+          finished_recoveries_.erase(id);
+          finished.splice(finished.end(), recoveries_, it++);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (auto& t : finished) t.join();
+  }
+
   void accept_client() {
     int fd = accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) return;
-    auto c = std::make_unique<Client>();
+    auto c = std::make_shared<Client>();
     c->sock.reset(fd);
     auto cred = protocol::peer_credentials(fd);
-    if (!cred.ok()) {
-      log("refused a connection: %s", cred.status().message().c_str());
+    auto who = caller_of(fd);
+    if (!cred.ok() || !who.ok()) {
+      log("refused a connection: %s", (!cred.ok() ? cred.status() : who.status()).message().c_str());
       return;
     }
-    c->cred = *cred;
-    if (c->cred.uid != 0 && c->cred.uid != geteuid() && c->cred.gid != getegid()) {
-      log("refused pid %d: uid %u is neither root, nor this daemon's user, nor in its group", c->cred.pid,
-          c->cred.uid);
-      return;
-    }
-    if (clients_.size() >= kMaxClients) {
-      log("refused pid %d: %zu clients already", c->cred.pid, clients_.size());
+    c->pid = cred->pid;
+    c->who = *who;
+    if (c->who.uid != 0 && c->who.uid != geteuid() && c->who.gid != socket_gid_ &&
+        std::find(c->who.groups.begin(), c->who.groups.end(), socket_gid_) == c->who.groups.end()) {
+      log("refused pid %d: uid %u is neither root, nor this daemon's user, nor in the socket's group %u", c->pid,
+          c->who.uid, socket_gid_);
       return;
     }
     // A pidfd for the process that connected: SO_PEERPIDFD names that very
@@ -261,338 +304,350 @@ class DaemonImpl final : public Daemon {
     int pfd = -1;
     socklen_t len = sizeof pfd;
     if (getsockopt(fd, SOL_SOCKET, kSoPeerPidfd, &pfd, &len) != 0) {
-      pfd = static_cast<int>(syscall(SYS_pidfd_open, c->cred.pid, 0));
+      pfd = static_cast<int>(syscall(SYS_pidfd_open, c->pid, 0));
     }
     if (pfd < 0) {
-      log("refused pid %d: cannot watch it (pidfd: %s)", c->cred.pid, strerror(errno));
+      log("refused pid %d: cannot watch it (pidfd: %s)", c->pid, strerror(errno));
       return;
     }
     c->pidfd.reset(pfd);
-    if (options_.verbose) log("pid %d connected", c->cred.pid);
-    clients_.push_back(std::move(c));
-  }
-
-  void close_connection(Client& c, const std::string& why) {
-    if (!c.connected) return;
-    if (!why.empty()) log("closing connection of pid %d (%s): %s", c.cred.pid, c.name.c_str(), why.c_str());
-    c.sock.reset();
-    c.connected = false;
-    // Idle TCS come back now; a TCS in use stays leased until the process ends.
-    const auto leases = c.leases;  // release_idle edits c.leases
-    for (const auto& [id, list] : leases) release_idle(c, id, list);
-    // Nothing left to take back when the process ends: stop watching it.
-    if (c.leases.empty()) c.pidfd.reset();
-  }
-
-  void serve_one(Client& c) {
-    auto msg = protocol::recv_message(c.sock.get(), kMessageTimeoutMs);
-    if (!msg.ok()) {
-      close_connection(c, msg.status().code() == Code::kNotFound ? "" : msg.status().message());
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+    if (clients_.size() >= kMaxClients) {
+      log("refused pid %d: %zu clients already", c->pid, clients_.size());
       return;
     }
-    std::vector<int> out_fds;
-    json reply = handle(c, msg->body, &out_fds);
-    if (!c.connected) return;
-    Status st = protocol::send_message(c.sock.get(), reply, out_fds, kMessageTimeoutMs);
-    if (!st.ok()) close_connection(c, st.message());
+    const auto same_uid = std::count_if(clients_.begin(), clients_.end(), [&](const std::shared_ptr<Client>& o) {
+      return !o->closed && o->who.uid == c->who.uid;
+    });
+    if (static_cast<uint64_t>(same_uid) >= config_.limits.max_connections_per_uid) {
+      log("refused pid %d: uid %u has %ld connections open (limits.max_connections_per_uid)", c->pid, c->who.uid,
+          static_cast<long>(same_uid));
+      return;
+    }
+    c->serial = next_serial_++;
+    if (options_.verbose) log("pid %d (uid %u) connected", c->pid, c->who.uid);
+    clients_.push_back(c);
+    c->thread = std::thread([this, c] { serve_connection(c); });
   }
 
-  // Out-of-order requests close the connection (docs/daemon-protocol.md).
-  std::string order_violation(const Client& c, const std::string& op) {
-    if (op == "hello") return c.greeted ? "a second hello" : "";
-    if (!c.greeted) return "'" + op + "' before hello";
-    return "";
+  // ---- One connection ---------------------------------------------------------
+
+  void serve_connection(std::shared_ptr<Client> cp) {
+    Client& c = *cp;
+    bool greeted = false;
+    std::string why;
+    for (;;) {
+      pollfd p{c.sock.get(), POLLIN, 0};
+      if (poll(&p, 1, -1) < 0) {
+        if (errno == EINTR) continue;
+        why = "poll failed";
+        break;
+      }
+      auto msg = protocol::recv_message(c.sock.get(), kMessageTimeoutMs);
+      if (!msg.ok()) {
+        if (msg.status().code() != Code::kNotFound) why = msg.status().message();
+        break;
+      }
+      const std::string op = protocol::request_op(msg->body);
+      if (op == "hello" ? greeted : !greeted) {
+        why = greeted ? "out of order: a second hello" : "out of order: '" + op.substr(0, 32) + "' before hello";
+        break;
+      }
+      std::vector<int> out_fds;
+      json reply = handle(c, op, *msg, &out_fds, &greeted);
+      Status st = protocol::send_message(c.sock.get(), reply, out_fds, kMessageTimeoutMs);
+      if (!st.ok()) {
+        why = st.message();
+        break;
+      }
+    }
+    if (!why.empty()) log("closing connection of pid %d (%s): %s", c.pid, c.name.c_str(), why.c_str());
+    {
+      // Idle TCS come back now; a TCS in use stays leased until the process ends.
+      std::lock_guard op(c.op_mu);
+      bool dead;
+      std::map<uint32_t, std::vector<uint32_t>> leases;
+      {
+        std::lock_guard lock(mu_);
+        dead = c.dead;
+        leases = c.leases;
+      }
+      if (!dead) {
+        for (const auto& [id, list] : leases) release_idle(c, id, list);
+      }
+    }
+    {
+      std::lock_guard lock(mu_);
+      c.sock.reset();
+      c.closed = true;
+    }
+    wake_main();
   }
 
   // One request, decoded into its typed form first. No exception escapes:
   // anything a handler throws becomes an error reply for this request only.
-  json handle(Client& c, const json& req, std::vector<int>* fds) {
-    const std::string op = protocol::request_op(req);
-    if (std::string bad = order_violation(c, op); !bad.empty()) {
-      close_connection(c, "out of order: " + bad);
-      return json();
-    }
+  json handle(Client& c, const std::string& op, protocol::Message& msg, std::vector<int>* out_fds, bool* greeted) {
     Result<json> r = internal_error("no reply");
     try {
-      Result<protocol::Request> decoded = protocol::decode_request(req);
+      Result<protocol::Request> decoded = protocol::decode_request(msg.body);
       if (!decoded.ok()) {
         r = decoded.status();
+      } else if (auto* hello = std::get_if<protocol::HelloRequest>(&*decoded)) {
+        *greeted = true;
+        if (!hello->client.empty()) {
+          std::lock_guard lock(mu_);
+          c.name = hello->client;
+        }
+        r = json{{"daemon", "teemated"}, {"version", "0.1.0"}, {"protocol", protocol::kVersion},
+                 {"backend", backend_->name()}, {"pid", getpid()}};
       } else {
-        r = std::visit([&](auto& q) { return serve(c, q, fds); }, *decoded);
+        std::lock_guard op_lock(c.op_mu);
+        bool dead;
+        {
+          std::lock_guard lock(mu_);
+          dead = c.dead;
+        }
+        if (dead) {
+          r = Status(Code::kInvalidArgument, "the process of this connection has ended");
+        } else {
+          r = std::visit([&](auto& q) { return serve(c, q, msg.fds, out_fds); }, *decoded);
+        }
       }
     } catch (const std::exception& e) {
-      log("pid %d: %s: internal error: %s", c.cred.pid, op.c_str(), e.what());
+      log("pid %d: %s: internal error: %s", c.pid, op.c_str(), e.what());
       r = internal_error(op + ": internal error in teemated: " + e.what());
     }
     if (!r.ok()) {
-      if (options_.verbose) log("pid %d: %s failed: %s", c.cred.pid, op.c_str(), r.status().message().c_str());
+      if (options_.verbose) log("pid %d: %s failed: %s", c.pid, op.c_str(), r.status().message().c_str());
       return protocol::error_reply(r.status());
     }
     return protocol::ok_reply(std::move(r).value());
   }
 
-  Result<json> serve(Client& c, const protocol::HelloRequest& q, std::vector<int>*) {
-    c.greeted = true;
-    if (!q.client.empty()) c.name = q.client;
-    return json{{"daemon", "teemated"}, {"version", "0.1.0"}, {"protocol", protocol::kVersion},
-                {"backend", backend_->name()}, {"pid", getpid()}};
+  Result<json> serve(Client&, const protocol::HelloRequest&, std::vector<UniqueFd>&, std::vector<int>*) {
+    return json::object();  // handled above
   }
-  Result<json> serve(Client& c, const protocol::LoadRequest& q, std::vector<int>*) { return load(c, q); }
-  Result<json> serve(Client&, const protocol::ListRequest&, std::vector<int>*) { return list(); }
-  Result<json> serve(Client& c, const protocol::AttachRequest& q, std::vector<int>* fds) { return attach(c, q, fds); }
-  Result<json> serve(Client& c, const protocol::LeaseRequest& q, std::vector<int>*) { return lease(c, q); }
-  Result<json> serve(Client& c, const protocol::ReleaseRequest& q, std::vector<int>*) { return release(c, q); }
-  Result<json> serve(Client& c, const protocol::DetachRequest& q, std::vector<int>*) { return detach(c, q); }
+  Result<json> serve(Client& c, const protocol::LoadRequest& q, std::vector<UniqueFd>& in, std::vector<int>*) {
+    return load(c, q, in);
+  }
+  Result<json> serve(Client& c, const protocol::ListRequest&, std::vector<UniqueFd>&, std::vector<int>*) {
+    return list(c);
+  }
+  Result<json> serve(Client& c, const protocol::AttachRequest& q, std::vector<UniqueFd>&, std::vector<int>* out) {
+    return attach(c, q, out);
+  }
+  Result<json> serve(Client& c, const protocol::LeaseRequest& q, std::vector<UniqueFd>&, std::vector<int>*) {
+    return lease(c, q);
+  }
+  Result<json> serve(Client& c, const protocol::ReleaseRequest& q, std::vector<UniqueFd>&, std::vector<int>*) {
+    return release(c, q);
+  }
+  Result<json> serve(Client& c, const protocol::DetachRequest& q, std::vector<UniqueFd>&, std::vector<int>*) {
+    return detach(c, q);
+  }
 
-  Result<json> describe(const Warm& w) {
+  // ---- Enclaves ---------------------------------------------------------------
+
+  // What a client may see of w (mu_ held).
+  json describe(const Warm& w, const Caller& viewer) {
     uint32_t free = 0;
     for (int32_t p : w.lease) free += p == 0;
     json attached = json::array();
     for (const auto& c : clients_) {
       auto it = c->leases.find(w.id);
       if (it == c->leases.end()) continue;
-      attached.push_back(json{{"pid", c->cred.pid}, {"uid", c->cred.uid}, {"tcs", it->second}});
+      json e{{"uid", c->who.uid}, {"tcs", it->second}};
+      // Another user's process ids are theirs to know.
+      if (viewer.uid == 0 || viewer.uid == c->who.uid) e["pid"] = c->pid;
+      attached.push_back(std::move(e));
     }
-    return json{{"enclave", w.id}, {"image", w.image}, {"mrenclave", w.mrenclave},
-                {"base", w.enclave->base()}, {"size", w.enclave->size()}, {"tcs_count", w.lease.size()},
-                {"tcs_total", w.lease.size()}, {"tcs_free", free}, {"attached", attached}};
+    return json{{"enclave", w.id}, {"image", w.image}, {"mrenclave", w.mrenclave}, {"trust_domain", w.domain},
+                {"base", w.ctl->enclave().base()}, {"size", w.ctl->enclave().size()},
+                {"tcs_count", w.lease.size()}, {"tcs_total", w.lease.size()}, {"tcs_free", free},
+                {"attached", attached}};
   }
 
-  // May the client's user read `path`? (The daemon may run as root.)
-  static bool client_may_read(const std::string& path, const protocol::PeerCredentials& cred) {
-    struct stat st {};
-    if (stat(path.c_str(), &st) != 0) return false;
-    if (cred.uid == 0) return true;
-    if (st.st_uid == cred.uid) return st.st_mode & S_IRUSR;
-    if (st.st_gid == cred.gid) return st.st_mode & S_IRGRP;
-    return st.st_mode & S_IROTH;
-  }
-
-  Result<json> load(Client& c, const protocol::LoadRequest& q) {
-    const std::string& path = q.image;
-    if (!client_may_read(path, c.cred)) {
-      return Status(Code::kSecurity, "image " + path + " does not exist or is not readable by uid " +
-                                         std::to_string(c.cred.uid));
+  Result<json> load(Client& c, const protocol::LoadRequest& q, std::vector<UniqueFd>& in) {
+    if (in.size() != 1) {
+      return invalid_argument("load: the image file must come with the request as its one descriptor (opened by "
+                              "the client, so that the client's own permissions decide what it may load)");
     }
-    const bool fresh = q.fresh;
-    std::error_code ec;
-    std::string canonical = std::filesystem::weakly_canonical(path, ec).string();
-    if (ec) canonical = path;
+    const std::string domain = q.trust_domain.empty() ? own_domain(c.who.uid) : q.trust_domain;
+    if (!domain_exists(config_, domain, c.who) || !is_member(config_, domain, c.who)) {
+      return Status(Code::kSecurity, "load: uid " + std::to_string(c.who.uid) + " is not a member of trust domain '" +
+                                         domain + "'");
+    }
     FileStamp stamp;
-    const bool stamped = stamp_of(canonical, &stamp);
-    if (!fresh && stamped) {
+    off_t size = 0;
+    if (!stamp_of_fd(in[0].get(), &stamp, &size)) return invalid_argument("load: the descriptor is not a regular file");
+    if (static_cast<uint64_t>(size) > kMaxImageBytes) return resource_error("load: the image is larger than 1 GiB");
+    if (!q.fresh) {
+      std::lock_guard lock(mu_);
       for (auto& w : warm_) {
-        if (w->image == canonical && w->stamp == stamp) return describe(*w);
+        if (w->domain == domain && w->image == q.image && w->stamp == stamp) return describe(*w, c.who);
       }
     }
-    TM_ASSIGN_OR_RETURN(auto img, image::load_image(canonical));
+    TM_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, read_fd(in[0].get(), size));
+    TM_ASSIGN_OR_RETURN(auto img, image::load_image_bytes(bytes, q.image));
     TM_RETURN_IF_ERROR(image::check_image_signature(img));
     const std::string mr = sgx::to_hex(img.layout.measure());
-    if (!fresh) {
+    uint32_t id = 0;
+    uint64_t base = 0;
+    {
+      std::lock_guard lock(mu_);
+      uint32_t instances = 0;
       for (auto& w : warm_) {
-        if (w->mrenclave == mr) return describe(*w);
+        if (w->domain != domain || w->mrenclave != mr) continue;
+        if (!q.fresh) return describe(*w, c.who);
+        ++instances;
       }
+      if (warm_.size() + building_ >= config_.limits.max_enclaves) {
+        return resource_error("load: teemated keeps " + std::to_string(warm_.size()) +
+                              " enclaves already (limits.max_enclaves = " +
+                              std::to_string(config_.limits.max_enclaves) + ")");
+      }
+      if (instances >= config_.limits.max_instances_per_image) {
+        return resource_error("load: " + std::to_string(instances) + " instances of MRENCLAVE " + mr +
+                              " run in domain '" + domain + "' already (limits.max_instances_per_image)");
+      }
+      if (builds_by_uid_[c.who.uid] >= config_.limits.max_builds_per_uid) {
+        return Status(Code::kBusy, "load: uid " + std::to_string(c.who.uid) + " has " +
+                                       std::to_string(builds_by_uid_[c.who.uid]) +
+                                       " enclave builds in progress already (limits.max_builds_per_uid)");
+      }
+      ++builds_by_uid_[c.who.uid];
+      ++building_;
+      id = next_id_++;
+      // Shared enclaves live far from where clients' own mappings go (the
+      // executable near 0x55..., libraries and mmaps below 0x7f...), so that
+      // the same base is free in every process that attaches.
+      base = next_base_;
+      next_base_ += 2 * img.layout.size();
     }
+    const std::string name = q.image;
+    auto built = ControlledEnclave::build(*backend_, std::move(img), base, id);
+    std::lock_guard lock(mu_);
+    --builds_by_uid_[c.who.uid];
+    --building_;
+    if (!built.ok()) return built.status().with_context(name);
     auto w = std::make_unique<Warm>();
-    w->id = next_id_++;
-    w->image = canonical;
+    w->id = id;
+    w->image = name;
     w->stamp = stamp;
-    w->loaded.emplace(std::move(img));
-    const image::Layout& layout = w->loaded->layout;
-    // Shared enclaves live far from where clients' own mappings go (the
-    // executable near 0x55..., libraries and mmaps below 0x7f...), so that
-    // the same base is free in every process that attaches.
-    host::CreateParams cp = host::create_params_for(layout);
-    cp.base_hint = next_base_;
-    TM_ASSIGN_OR_RETURN(w->enclave, backend_->create(cp));
-    next_base_ = std::max(next_base_, w->enclave->base() + 2 * w->enclave->size());
-    TM_RETURN_IF_ERROR(host::add_image_pages(*w->enclave, layout).with_context(canonical));
-    TM_RETURN_IF_ERROR(w->enclave->init(w->loaded->file.sigstruct).with_context(canonical));
-    w->mrenclave = sgx::to_hex(w->enclave->mrenclave());
-    w->lease.assign(w->enclave->tcs_count(), 0);
-    // Claim the enclave before any client can map it: from now on it runs
-    // only ECALLs on TCS this daemon bound, with their lease tokens.
-    TM_RETURN_IF_ERROR(random_words(&w->control_token));
-    TM_RETURN_IF_ERROR(runtime_ecall(*w, 0, abi::kEcallClaimControl, {}).status().with_context(
-        canonical + ": claiming the new enclave"));
-    log("loaded %s as enclave %u (MRENCLAVE %s, %llu MiB, %zu TCS)", canonical.c_str(), w->id,
-        w->mrenclave.c_str(), static_cast<unsigned long long>(w->enclave->size() >> 20), w->lease.size());
+    w->domain = domain;
+    w->loaded_by = c.who.uid;
+    w->ctl = std::move(built).value();
+    w->mrenclave = sgx::to_hex(w->ctl->enclave().mrenclave());
+    w->lease.assign(w->ctl->tcs_count(), 0);
+    log("loaded %s as enclave %u for trust domain %s (MRENCLAVE %s, %llu MiB, %zu TCS)", name.c_str(), w->id,
+        domain.c_str(), w->mrenclave.c_str(), static_cast<unsigned long long>(w->ctl->enclave().size() >> 20),
+        w->lease.size());
     warm_.push_back(std::move(w));
-    return describe(*warm_.back());
+    return describe(*warm_.back(), c.who);
   }
 
-  Result<json> list() {
+  Result<json> list(Client& c) {
+    std::lock_guard lock(mu_);
     json arr = json::array();
     for (auto& w : warm_) {
-      TM_ASSIGN_OR_RETURN(json d, describe(*w));
-      arr.push_back(std::move(d));
+      if (is_member(config_, w->domain, c.who)) arr.push_back(describe(*w, c.who));
     }
     return json{{"enclaves", arr}};
   }
 
-  // The enclave a request names, or the connection's one attachment.
-  Result<Warm*> find_for(const Client& c, const protocol::EnclaveSelector& which) {
-    if (which.empty()) {
+  Warm* by_id(uint32_t id) {  // mu_ held
+    for (auto& w : warm_) {
+      if (w->id == id) return w.get();
+    }
+    return nullptr;
+  }
+
+  // The enclave a request names (mu_ held), if the client may use it.
+  Result<Warm*> find(const Client& c, const protocol::EnclaveSelector& which) {
+    Warm* found = nullptr;
+    if (which.id) {
+      found = by_id(*which.id);
+      if (!found) return Status(Code::kNotFound, "no enclave " + std::to_string(*which.id));
+    } else if (which.mrenclave) {
+      const std::string hex = sgx::to_hex(std::vector<uint8_t>(which.mrenclave->begin(), which.mrenclave->end()));
+      // Several instances may share a MRENCLAVE: the one with most free TCS
+      // among those the client may use.
+      uint32_t best_free = 0;
+      for (auto& w : warm_) {
+        if (w->mrenclave != hex || !is_member(config_, w->domain, c.who)) continue;
+        const auto free = static_cast<uint32_t>(std::count(w->lease.begin(), w->lease.end(), 0));
+        if (!found || free > best_free) {
+          found = w.get();
+          best_free = free;
+        }
+      }
+      if (!found) return Status(Code::kNotFound, "no warm enclave with MRENCLAVE " + hex + " in a trust domain of uid " +
+                                                     std::to_string(c.who.uid));
+    } else {
       if (c.leases.size() + c.contexts.size() == 0) return invalid_argument("not attached to any enclave");
       const uint32_t id = !c.leases.empty() ? c.leases.begin()->first : c.contexts.begin()->first;
-      if (Warm* w = by_id(id)) return w;
-      return Status(Code::kNotFound, "no enclave " + std::to_string(id));
+      found = by_id(id);
+      if (!found) return Status(Code::kNotFound, "no enclave " + std::to_string(id));
     }
-    return find(which);
-  }
-
-  Result<Warm*> find(const protocol::EnclaveSelector& which) {
-    if (which.id) {
-      if (Warm* w = by_id(*which.id)) return w;
-      return Status(Code::kNotFound, "no enclave " + std::to_string(*which.id));
+    if (!is_member(config_, found->domain, c.who)) {
+      return Status(Code::kSecurity, "enclave " + std::to_string(found->id) + " belongs to trust domain '" +
+                                         found->domain + "', which uid " + std::to_string(c.who.uid) +
+                                         " is not a member of");
     }
-    if (!which.mrenclave) return invalid_argument("field 'enclave' or 'mrenclave' is missing");
-    const std::string hex = sgx::to_hex(std::vector<uint8_t>(which.mrenclave->begin(), which.mrenclave->end()));
-    // Several instances may share a MRENCLAVE: the one with most free TCS.
-    Warm* best = nullptr;
-    uint32_t best_free = 0;
-    for (auto& w : warm_) {
-      if (w->mrenclave != hex) continue;
-      const auto free = static_cast<uint32_t>(std::count(w->lease.begin(), w->lease.end(), 0));
-      if (!best || free > best_free) {
-        best = w.get();
-        best_free = free;
-      }
-    }
-    if (best) return best;
-    return Status(Code::kNotFound, "no warm enclave with MRENCLAVE " + hex);
-  }
-
-  // Serves an OCALL the runtime made during one of our own entries: only
-  // its diagnostics (write, clock); anything else is refused.
-  static void serve_own_ocall(const Warm& w, abi::CallFrame* f) {
-    f->status = abi::kErrUnknownCall;
-    if (f->call_id == abi::kOcallWrite && f->nbufs == 1 && f->bufs[0].size <= abi::kOcallScratchSize) {
-      const auto* lo = reinterpret_cast<const char*>(f);
-      const auto* p = reinterpret_cast<const char*>(f->bufs[0].ptr);
-      if (p >= lo && p + f->bufs[0].size <= lo + abi::kOcallScratchSize) {
-        std::string text(p, f->bufs[0].size);
-        while (!text.empty() && text.back() == '\n') text.pop_back();
-        log("enclave %u says: %s", w.id, text.c_str());
-        f->scalars[1] = f->bufs[0].size;
-        f->status = abi::kOk;
-      }
-    } else if (f->call_id == abi::kOcallClockGettime) {
-      struct timespec ts {};
-      if (clock_gettime(static_cast<clockid_t>(f->scalars[0]), &ts) == 0) {
-        f->scalars[1] = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-        f->status = abi::kOk;
-      }
-    }
-  }
-
-  // One control (or other runtime) ECALL by the daemon on TCS i, which no
-  // client holds, authenticated with the enclave's control token. kErrBusy
-  // means a lock the call needs is held by a thread that is not running
-  // (most likely one of a process that died a moment ago): recover dead
-  // processes and try again. A TCS a co-tenant holds busy is retried too.
-  Result<std::array<uint64_t, 4>> runtime_ecall(Warm& w, uint32_t i, uint32_t id, std::array<uint64_t, 4> in) {
-    constexpr int kAttempts = 40;
-    for (int attempt = 1;; ++attempt) {
-      int32_t status = 0;
-      uint64_t fault = 0;
-      auto r = runtime_ecall_once(w, i, id, in, &status, &fault);
-      const bool retry = (!r.ok() && (status == abi::kErrBusy || fault != 0)) && attempt < kAttempts;
-      if (!retry) return r;
-      recover_dead_clients();
-      struct timespec pause_for {0, 5 * 1000 * 1000};
-      nanosleep(&pause_for, nullptr);
-    }
-  }
-
-  Result<std::array<uint64_t, 4>> runtime_ecall_once(Warm& w, uint32_t i, uint32_t id, const std::array<uint64_t, 4>& in,
-                                                     int32_t* status_out, uint64_t* fault_out) {
-    std::vector<uint8_t> scratch(abi::kOcallScratchSize);
-    abi::CallFrame frame{};
-    frame.abi_version = abi::kAbiVersion;
-    frame.call_id = id;
-    for (size_t k = 0; k < 4; ++k) frame.scalars[k] = in[k];
-    for (size_t k = 0; k < 4; ++k) frame.auth[k] = w.control_token[k];
-    frame.ocall_scratch = reinterpret_cast<uint64_t>(scratch.data());
-    frame.ocall_scratch_size = scratch.size();
-    host::EnterContext ctx{};
-    ctx.tcs = w.enclave->tcs_address(i);
-    ctx.on_aex = no_aex;
-    ctx.rdi = abi::kEntryEcall;
-    ctx.rsi = reinterpret_cast<uint64_t>(&frame);
-    for (int ocalls = 0;; ++ocalls) {
-      w.enclave->enter(&ctx);
-      if (ctx.out_rdi != abi::kExitOcall || ctx.out_rsi != frame.ocall_scratch || ocalls > 64) break;
-      serve_own_ocall(w, reinterpret_cast<abi::CallFrame*>(scratch.data()));
-      ctx.rdi = abi::kEntryOcallReturn;
-      ctx.rsi = 0;
-    }
-    const std::string what = "runtime ECALL " + std::to_string(id) + " on TCS " + std::to_string(i);
-    if (ctx.out_rdi == host::kExitEncluFault) {
-      *fault_out = ctx.fault_vector;
-      return internal_error(what + ": EENTER faulted (vector " + std::to_string(ctx.fault_vector) +
-                            "; the TCS is busy or has no free SSA frame)");
-    }
-    if (ctx.out_rdi != abi::kExitReturn) {
-      return internal_error(what + " ended with exit reason " + std::to_string(ctx.out_rdi));
-    }
-    const int32_t status = static_cast<int32_t>(ctx.out_rsi);
-    *status_out = status;
-    if (status != abi::kOk) {
-      return Status(status == abi::kErrBusy ? Code::kBusy : Code::kInternal,
-                    what + " failed: " + call_status_name(status) + " (status " + std::to_string(status) + ")");
-    }
-    std::array<uint64_t, 4> out{};
-    for (size_t k = 0; k < 4; ++k) out[k] = frame.scalars[k];
-    return out;
+    return found;
   }
 
   // The arena each attached process gets inside the enclave.
   static uint64_t arena_bytes(const Warm& w) {
-    const image::EnclaveConfig& cfg = w.loaded->layout.config();
+    const image::EnclaveConfig& cfg = w.ctl->image().layout.config();
     uint64_t b = cfg.heap_size / (uint64_t{cfg.tcs_count} + 1);
     b = std::min<uint64_t>(b, 64ull << 20) & ~uint64_t{4095};
     return b;
   }
 
-  // Leases up to n free TCS of w to c; all or nothing.
+  // Leases n free TCS of w to c, all or nothing (c.op_mu held). The TCS are
+  // marked leased first, so that nobody else uses them while they are bound.
   Result<std::vector<uint32_t>> take(Client& c, Warm& w, uint64_t n) {
     std::vector<uint32_t> got;
-    for (uint32_t i = 0; i < w.lease.size() && got.size() < n; ++i) {
-      if (w.lease[i] == 0) got.push_back(i);
-    }
-    if (got.size() < n) {
-      return Status(Code::kBusy, "enclave " + std::to_string(w.id) + " has " + std::to_string(got.size()) +
-                                     " free TCS, " + std::to_string(n) + " requested");
+    bool need_context;
+    uint64_t context = 0;
+    {
+      std::lock_guard lock(mu_);
+      for (uint32_t i = 0; i < w.lease.size() && got.size() < n; ++i) {
+        if (w.lease[i] == 0) got.push_back(i);
+      }
+      if (got.size() < n) {
+        return Status(Code::kBusy, "enclave " + std::to_string(w.id) + " has " + std::to_string(got.size()) +
+                                       " free TCS, " + std::to_string(n) + " requested");
+      }
+      for (uint32_t i : got) w.lease[i] = c.pid;
+      need_context = !c.contexts.count(w.id);
+      if (!need_context) context = c.contexts[w.id];
     }
     if (got.empty()) return got;
-    // Nobody else may take these while we bind them.
-    for (uint32_t i : got) w.lease[i] = c.cred.pid;
-    auto unwind = [&](size_t bound) {
-      for (size_t k = 0; k < bound; ++k) (void)runtime_ecall(w, got[k], abi::kEcallBindTcs, {0, 0, 0, 0});
+    size_t bound = 0;
+    auto unwind = [&](const Status& why) -> Status {
+      for (size_t k = 0; k < bound; ++k) (void)w.ctl->control(got[k], abi::kEcallBindTcs, {0, 0, 0, 0});
+      if (need_context && context) (void)w.ctl->control(got[0], abi::kEcallProcessEnd, {context, 0, 0, 0});
+      std::lock_guard lock(mu_);
       for (uint32_t i : got) w.lease[i] = 0;
+      return why;
     };
-    // The process's context in the enclave, made on its first lease.
-    if (!c.contexts.count(w.id)) {
-      auto r = runtime_ecall(w, got[0], abi::kEcallProcessStart,
-                             {static_cast<uint64_t>(c.cred.pid), arena_bytes(w), 0, 0});
-      if (!r.ok()) {
-        unwind(0);
-        return r.status();
-      }
-      c.contexts[w.id] = (*r)[0];
+    if (need_context) {
+      auto r = w.ctl->control(got[0], abi::kEcallProcessStart, {static_cast<uint64_t>(c.pid), arena_bytes(w), 0, 0});
+      if (!r.ok()) return unwind(r.status());
+      context = (*r)[0];
     }
-    std::vector<std::array<uint64_t, 2>> tokens(got.size());
+    std::vector<Token128> tokens(got.size());
     for (size_t k = 0; k < got.size(); ++k) {
-      Status st = random_words(&tokens[k]);
-      if (st.ok()) {
-        st = runtime_ecall(w, got[k], abi::kEcallBindTcs, {c.contexts[w.id], tokens[k][0], tokens[k][1], 0}).status();
-      }
-      if (!st.ok()) {
-        unwind(k);
-        return st;
-      }
+      Status st = random_token(&tokens[k]);
+      if (st.ok()) st = w.ctl->control(got[k], abi::kEcallBindTcs, {context, tokens[k][0], tokens[k][1], 0}).status();
+      if (!st.ok()) return unwind(st);
+      ++bound;
     }
+    std::lock_guard lock(mu_);
+    c.contexts[w.id] = context;
     for (size_t k = 0; k < got.size(); ++k) {
       c.leases[w.id].push_back(got[k]);
       c.tokens[{w.id, got[k]}] = tokens[k];
@@ -603,232 +658,255 @@ class DaemonImpl final : public Daemon {
   // The leased TCS as the client needs them; the lease token of each goes
   // to this client only.
   json tcs_json(const Client& c, const Warm& w, const std::vector<uint32_t>& idx) {
+    std::lock_guard lock(mu_);
     json arr = json::array();
     for (uint32_t i : idx) {
       auto it = c.tokens.find({w.id, i});
-      const std::string token = it == c.tokens.end() ? "" : hex_words(it->second.data(), 2);
-      arr.push_back(json{{"index", i}, {"address", w.enclave->tcs_address(i)}, {"token", token}});
+      arr.push_back(json{{"index", i}, {"address", w.ctl->enclave().tcs_address(i)},
+                         {"token", it == c.tokens.end() ? "" : token_hex(it->second)}});
     }
     return arr;
   }
 
   Result<json> attach(Client& c, const protocol::AttachRequest& q, std::vector<int>* fds) {
-    TM_ASSIGN_OR_RETURN(Warm * w, find(q.which));
-    if (c.leases.count(w->id)) return invalid_argument("already attached to enclave " + std::to_string(w->id) + "; use lease");
-    const uint64_t n = q.tcs;
-    if (n > w->lease.size()) {
-      return invalid_argument("attach: field 'tcs' must be at most " + std::to_string(w->lease.size()) +
-                              " (the enclave's TCS count)");
+    Warm* w;
+    {
+      std::lock_guard lock(mu_);
+      TM_ASSIGN_OR_RETURN(w, find(c, q.which));
+      if (c.leases.count(w->id)) {
+        return invalid_argument("already attached to enclave " + std::to_string(w->id) + "; use lease");
+      }
+      if (q.tcs > w->lease.size()) {
+        return invalid_argument("attach: field 'tcs' must be at most " + std::to_string(w->lease.size()) +
+                                " (the enclave's TCS count)");
+      }
     }
-    TM_ASSIGN_OR_RETURN(host::AttachHandles h, w->enclave->export_handles());
-    TM_ASSIGN_OR_RETURN(std::vector<uint32_t> got, take(c, *w, n));
-    if (got.empty()) c.leases[w->id];  // attached without slots yet
+    TM_ASSIGN_OR_RETURN(host::AttachHandles h, w->ctl->enclave().export_handles());
+    TM_ASSIGN_OR_RETURN(std::vector<uint32_t> got, take(c, *w, q.tcs));
+    if (got.empty()) {
+      std::lock_guard lock(mu_);
+      c.leases[w->id];  // attached without slots yet
+    }
     *fds = h.fds;
-    if (options_.verbose) log("pid %d (%s) attached to enclave %u with %zu TCS", c.cred.pid, c.name.c_str(), w->id, got.size());
+    if (options_.verbose) log("pid %d (%s) attached to enclave %u with %zu TCS", c.pid, c.name.c_str(), w->id, got.size());
     return json{{"enclave", w->id}, {"backend", backend_->name()}, {"image", w->image},
                 {"mrenclave", w->mrenclave}, {"base", h.base}, {"size", h.size}, {"tcs", tcs_json(c, *w, got)}};
   }
 
   Result<json> lease(Client& c, const protocol::LeaseRequest& q) {
-    TM_ASSIGN_OR_RETURN(Warm * w, find_for(c, q.which));
-    if (!c.leases.count(w->id)) return invalid_argument("attach to enclave " + std::to_string(w->id) + " first");
-    const uint64_t n = q.tcs;
-    TM_ASSIGN_OR_RETURN(std::vector<uint32_t> got, take(c, *w, n));
+    Warm* w;
+    {
+      std::lock_guard lock(mu_);
+      TM_ASSIGN_OR_RETURN(w, find(c, q.which));
+      if (!c.leases.count(w->id)) return invalid_argument("attach to enclave " + std::to_string(w->id) + " first");
+    }
+    TM_ASSIGN_OR_RETURN(std::vector<uint32_t> got, take(c, *w, q.tcs));
     return json{{"tcs", tcs_json(c, *w, got)}};
   }
 
   Result<json> release(Client& c, const protocol::ReleaseRequest& q) {
-    TM_ASSIGN_OR_RETURN(Warm * w, find_for(c, q.which));
-    auto it = c.leases.find(w->id);
-    if (it == c.leases.end()) return invalid_argument("not attached to enclave " + std::to_string(w->id));
-    auto& mine = it->second;
+    Warm* w;
     std::vector<uint32_t> list;
-    for (uint32_t i : q.tcs) {
-      if (std::find(mine.begin(), mine.end(), i) == mine.end()) {
-        return invalid_argument("TCS " + std::to_string(i) + " is not leased to this process");
+    {
+      std::lock_guard lock(mu_);
+      TM_ASSIGN_OR_RETURN(w, find(c, q.which));
+      auto it = c.leases.find(w->id);
+      if (it == c.leases.end()) return invalid_argument("not attached to enclave " + std::to_string(w->id));
+      for (uint32_t i : q.tcs) {
+        if (std::find(it->second.begin(), it->second.end(), i) == it->second.end()) {
+          return invalid_argument("TCS " + std::to_string(i) + " is not leased to this process");
+        }
+        if (std::find(list.begin(), list.end(), i) == list.end()) list.push_back(i);
       }
-      if (std::find(list.begin(), list.end(), i) == list.end()) list.push_back(i);
     }
     TM_RETURN_IF_ERROR(release_all_or_none(c, *w, list));
     return json::object();
   }
 
   Result<json> detach(Client& c, const protocol::DetachRequest& q) {
-    TM_ASSIGN_OR_RETURN(Warm * w, find_for(c, q.which));
-    auto it = c.leases.find(w->id);
-    if (it == c.leases.end()) return json::object();
-    const std::vector<uint32_t> list = it->second;
+    Warm* w;
+    std::vector<uint32_t> list;
+    {
+      std::lock_guard lock(mu_);
+      TM_ASSIGN_OR_RETURN(w, find(c, q.which));
+      auto it = c.leases.find(w->id);
+      if (it == c.leases.end()) return json::object();
+      list = it->second;
+    }
     TM_RETURN_IF_ERROR(release_all_or_none(c, *w, list));
     return json::object();
   }
 
-  // Gives back exactly `list` (TCS leased to c) or nothing: each is unbound
-  // in the enclave, which refuses while a thread of the process is inside
-  // it; after a refusal the ones already unbound are bound again with the
-  // same tokens. When c holds no TCS of w any more, its context ends.
+  // Gives back exactly `list` (TCS leased to c) or nothing (c.op_mu held):
+  // each is unbound in the enclave, which refuses while a thread of the
+  // process is inside it; after a refusal the ones already unbound are bound
+  // again with the same tokens. When c holds no TCS of w any more, its
+  // context ends.
   Status release_all_or_none(Client& c, Warm& w, const std::vector<uint32_t>& list) {
     std::vector<uint32_t> done;
+    uint64_t context;
+    std::map<uint32_t, Token128> tokens;
+    {
+      std::lock_guard lock(mu_);
+      context = c.contexts.count(w.id) ? c.contexts[w.id] : 0;
+      for (uint32_t i : list) tokens[i] = c.tokens[{w.id, i}];
+    }
     for (uint32_t i : list) {
-      Status st = w.enclave->tcs_busy(i) ? Status(Code::kBusy, "busy")
-                                         : runtime_ecall(w, i, abi::kEcallBindTcs, {0, 0, 0, 0}).status();
+      Status st = w.ctl->enclave().tcs_busy(i) ? Status(Code::kBusy, "busy")
+                                               : w.ctl->control(i, abi::kEcallBindTcs, {0, 0, 0, 0}).status();
       if (!st.ok()) {
-        for (uint32_t j : done) {
-          const auto& t = c.tokens[{w.id, j}];
-          (void)runtime_ecall(w, j, abi::kEcallBindTcs, {c.contexts[w.id], t[0], t[1], 0});
-        }
+        for (uint32_t j : done) (void)w.ctl->control(j, abi::kEcallBindTcs, {context, tokens[j][0], tokens[j][1], 0});
         return Status(Code::kBusy, "TCS " + std::to_string(i) +
-                                       " is in use by a thread of this process; leave the enclave first (nothing was released)");
+                                       " is in use by a thread of this process; leave the enclave first (nothing was "
+                                       "released)");
       }
       done.push_back(i);
     }
-    auto& mine = c.leases[w.id];
-    for (uint32_t i : list) {
-      std::erase(mine, i);
-      c.tokens.erase({w.id, i});
+    bool last;
+    {
+      std::lock_guard lock(mu_);
+      auto& mine = c.leases[w.id];
+      for (uint32_t i : list) {
+        std::erase(mine, i);
+        c.tokens.erase({w.id, i});
+      }
+      last = mine.empty();
+      if (last) c.leases.erase(w.id);
     }
-    if (mine.empty()) {
-      c.leases.erase(w.id);
-      if (!list.empty()) end_context(c, w, list.back(), false);
-    }
+    if (last && !list.empty()) end_context(c, w, list.back(), false);
+    std::lock_guard lock(mu_);
     for (uint32_t i : list) w.lease[i] = 0;
     return {};
   }
 
-  Warm* by_id(uint32_t id) {
-    for (auto& w : warm_) {
-      if (w->id == id) return w.get();
+  // A live process whose connection closed: its idle TCS come back one by
+  // one; those in use stay leased until it ends (c.op_mu held).
+  void release_idle(Client& c, uint32_t id, const std::vector<uint32_t>& list) {
+    Warm* w;
+    {
+      std::lock_guard lock(mu_);
+      w = by_id(id);
     }
-    return nullptr;
-  }
-
-  // A live process gives TCS of `list` back: each is unbound in the
-  // enclave (refused while a thread of the process is inside it) and
-  // returns to the pool; when the process has no TCS left, its context
-  // ends. Returns the TCS that stay leased because they are in use.
-  std::vector<uint32_t> release_idle(Client& c, uint32_t id, std::vector<uint32_t> list) {
-    Warm* w = by_id(id);
-    std::vector<uint32_t> kept;
-    if (!w) return kept;
-    auto& mine = c.leases[id];
+    if (!w) return;
+    std::vector<uint32_t> freed;
     for (uint32_t i : list) {
-      Status st = w->enclave->tcs_busy(i) ? Status(Code::kBusy, "busy")
-                                          : runtime_ecall(*w, i, abi::kEcallBindTcs, {0, 0, 0, 0}).status();
-      if (!st.ok()) {
-        kept.push_back(i);
-        continue;
-      }
-      std::erase(mine, i);
-      c.tokens.erase({id, i});
-      if (mine.empty()) {
-        end_context(c, *w, i, false);
-      }
-      w->lease[i] = 0;
+      if (w->ctl->enclave().tcs_busy(i)) continue;
+      if (w->ctl->control(i, abi::kEcallBindTcs, {0, 0, 0, 0}).ok()) freed.push_back(i);
     }
-    if (mine.empty()) c.leases.erase(id);
-    return kept;
+    bool last;
+    {
+      std::lock_guard lock(mu_);
+      auto& mine = c.leases[id];
+      for (uint32_t i : freed) {
+        std::erase(mine, i);
+        c.tokens.erase({id, i});
+      }
+      last = mine.empty();
+      if (last) c.leases.erase(id);
+    }
+    if (last && !freed.empty()) end_context(c, *w, freed.back(), false);
+    std::lock_guard lock(mu_);
+    for (uint32_t i : freed) w->lease[i] = 0;
   }
 
-  // Ends c's context in w, on TCS i (which c no longer holds).
+  // Ends c's context in w, on TCS i, which the daemon holds (c.op_mu held).
   void end_context(Client& c, Warm& w, uint32_t i, bool owner_dead) {
-    auto ctx = c.contexts.find(w.id);
-    if (ctx == c.contexts.end()) return;
-    auto r = runtime_ecall(w, i, abi::kEcallProcessEnd, {ctx->second, 0, 0, 0});
+    uint64_t context;
+    {
+      std::lock_guard lock(mu_);
+      auto it = c.contexts.find(w.id);
+      if (it == c.contexts.end()) return;
+      context = it->second;
+    }
+    auto r = w.ctl->control(i, abi::kEcallProcessEnd, {context, 0, 0, 0});
     if (!r.ok()) {
-      log("enclave %u: ending the context of pid %d failed: %s", w.id, c.cred.pid, r.status().message().c_str());
-      return;  // kept in c.contexts: a later death or detach tries again
+      log("enclave %u: ending the context of pid %d failed: %s", w.id, c.pid, r.status().message().c_str());
+      return;  // kept: a later death or detach tries again
     }
     if (options_.verbose || owner_dead) {
-      log("enclave %u: context of pid %d ended (main status %lld, %llu arena bytes never freed, reclaimed)",
-          w.id, c.cred.pid, static_cast<long long>(static_cast<int64_t>((*r)[1])),
-          static_cast<unsigned long long>((*r)[2]));
+      log("enclave %u: context of pid %d ended (main status %lld, %llu arena bytes never freed, reclaimed)", w.id,
+          c.pid, static_cast<long long>(static_cast<int64_t>((*r)[1])), static_cast<unsigned long long>((*r)[2]));
     }
-    c.contexts.erase(ctx);
+    std::lock_guard lock(mu_);
+    c.contexts.erase(w.id);
   }
 
-  // TCS i of a process that has ended: reach the state the hardware leaves
-  // after the thread's asynchronous exit, run the enclave's recovery path
-  // (CSSA back to 0, the dead thread's chain forgotten), and reset a
-  // pending OCALL. Takes no enclave lock.
-  Status reset_tcs(Warm& w, uint32_t i) {
-    TM_ASSIGN_OR_RETURN(uint32_t cssa, w.enclave->reclaim_tcs(i));
-    host::EnterContext ctx{};
-    std::vector<uint8_t> scratch(abi::kOcallScratchSize);
-    abi::CallFrame frame{};
-    frame.abi_version = abi::kAbiVersion;
-    for (size_t k = 0; k < 4; ++k) frame.auth[k] = w.control_token[k];
-    while (cssa > 0) {
-      ctx = host::EnterContext{};
-      ctx.tcs = w.enclave->tcs_address(i);
-      ctx.on_aex = no_aex;
-      ctx.rdi = abi::kEntryRecover;
-      ctx.rsi = reinterpret_cast<uint64_t>(&frame);
-      ctx.resume_after_exception = 1;
-      w.enclave->enter(&ctx);
-      if (ctx.out_rdi == abi::kExitExceptionHandled) {
-        return internal_error("the enclave refused the recovery entry (status " + std::to_string(ctx.out_rsi) + ")");
-      }
-      if (ctx.out_rdi != abi::kExitReturn) {
-        return internal_error("recovery entry ended with exit reason " + std::to_string(ctx.out_rdi));
-      }
-      const uint32_t now = w.enclave->tcs_cssa(i);
-      if (now >= cssa) return internal_error("recovery did not lower CSSA");
-      cssa = now;
-    }
-    return runtime_ecall(w, i, abi::kEcallResetThread, {}).status().with_context("reset");
+  // ---- Processes that end -----------------------------------------------------
+
+  // The main thread saw c's pidfd fire: hand what it held to a recovery
+  // thread (which waits for a request of c in progress to finish first).
+  void process_ended(const std::shared_ptr<Client>& c) {
+    std::lock_guard lock(mu_);
+    if (c->dead) return;
+    c->dead = true;
+    if (c->sock) shutdown(c->sock.get(), SHUT_RDWR);  // its connection thread ends too
+    recoveries_.emplace_back([this, c] {
+      recover(*c);
+      std::lock_guard l(mu_);
+      c->recovered = true;
+      finished_recoveries_.insert(std::this_thread::get_id());
+      wake_main();
+    });
   }
 
-  // Polls every client's pidfd without waiting and recovers those whose
-  // process has ended (a control ECALL that found a lock held calls this).
-  void recover_dead_clients() {
-    for (auto& cp : clients_) {
-      Client& c = *cp;
-      if (!c.pidfd || c.recovering) continue;
-      pollfd p{c.pidfd.get(), POLLIN, 0};
-      if (poll(&p, 1, 0) == 1 && (p.revents & POLLIN)) process_ended(c);
+  void recover(Client& c) {
+    std::lock_guard op(c.op_mu);
+    std::map<uint32_t, std::vector<uint32_t>> leases;
+    {
+      std::lock_guard lock(mu_);
+      leases = c.leases;
     }
-  }
-
-  void process_ended(Client& c) {
-    if (c.recovering) return;
-    c.recovering = true;
     size_t n = 0;
-    for (auto& [id, list] : c.leases) {
-      Warm* w = by_id(id);
+    for (auto& [id, list] : leases) {
+      Warm* w;
+      {
+        std::lock_guard lock(mu_);
+        w = by_id(id);
+      }
       if (!w) continue;
       // Every TCS first, so that no lock is needed while a dead thread of
       // the process may hold one; then the context (which releases them).
-      std::vector<uint32_t> good;
+      std::vector<uint32_t> good, bad;
       for (uint32_t i : list) {
-        Status st = reset_tcs(*w, i);
+        Status st = w->ctl->reset_dead_thread(i);
         if (!st.ok()) {
           log("enclave %u TCS %u could not be recovered (%s); it stays out of service", w->id, i, st.message().c_str());
-          w->lease[i] = -1;
-          continue;
+          bad.push_back(i);
+        } else {
+          good.push_back(i);
+          ++n;
         }
-        good.push_back(i);
-        ++n;
       }
       if (!good.empty()) end_context(c, *w, good.back(), true);
+      std::lock_guard lock(mu_);
       for (uint32_t i : good) w->lease[i] = 0;
+      for (uint32_t i : bad) w->lease[i] = kOutOfService;
       for (uint32_t i : list) c.tokens.erase({id, i});
+      c.leases.erase(id);
     }
-    c.leases.clear();
-    if (n) log("pid %d (%s) ended; %zu TCS recovered", c.cred.pid, c.name.c_str(), n);
-    c.pidfd.reset();
-    c.sock.reset();
-    c.connected = false;
-    c.recovering = false;
+    if (n) log("pid %d (%s) ended; %zu TCS recovered", c.pid, c.name.c_str(), n);
   }
 
   DaemonOptions options_;
+  DaemonConfig config_;
   std::unique_ptr<host::Backend> backend_;
   UniqueFd listen_;
   UniqueFd sigfd_;
+  UniqueFd wake_;
+  std::string pid_file_;
+  gid_t socket_gid_ = 0;
+
+  std::mutex mu_;  // everything below
+  bool stopping_ = false;
   std::vector<std::unique_ptr<Warm>> warm_;
-  std::vector<std::unique_ptr<Client>> clients_;
+  std::vector<std::shared_ptr<Client>> clients_;
+  std::list<std::thread> recoveries_;
+  std::set<std::thread::id> finished_recoveries_;
+  std::map<uid_t, uint32_t> builds_by_uid_;
+  uint32_t building_ = 0;
+  uint64_t next_serial_ = 1;
   uint32_t next_id_ = 1;
   uint64_t next_base_ = 0x200000000000ull;  // 32 TiB
-  std::string pid_file_;
 };
 
 }  // namespace

@@ -1,10 +1,13 @@
 // libFuzzer target over teemated's request handling (not only framing): a
 // real Daemon on the sim backend runs on a thread of this process, and each
 // input is sent to it as one framed request on a fresh connection (after a
-// hello when the first byte's low bit is set). Whatever the daemon replies,
+// hello when the first byte's bit 0 is set; when bit 1 is set and the rest
+// parses as JSON, with the descriptor of $TEEMATE_FUZZ_IMAGE attached, as a
+// load carries its image). Whatever the daemon replies,
 // it must then still answer a list on a new connection within 5 s: a daemon
 // that died (an uncaught exception aborts the process) or wedged is a
 // crash. Seeds: run_fuzz_daemon.sh writes valid requests of every kind.
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -59,6 +62,27 @@ void send_all(int fd, const void* p, size_t n) {
   }
 }
 
+// Sends one input as a request on connection s; waits for the reply.
+void send_input(int s, const uint8_t* data, size_t size) {
+  using namespace teemate;
+  static const char* image = std::getenv("TEEMATE_FUZZ_IMAGE");
+  if ((data[0] & 2) && image) {
+    auto body = nlohmann::json::parse(data + 1, data + size, nullptr, false);
+    if (!body.is_discarded() && body.is_object()) {
+      protocol::UniqueFd f(open(image, O_RDONLY | O_CLOEXEC));
+      const int fds[] = {f.get()};
+      if (f && protocol::send_message(s, body, fds, 5000).ok()) (void)protocol::recv_reply(s, 5000);
+      return;
+    }
+  }
+  const uint32_t n = static_cast<uint32_t>(size - 1);
+  const uint8_t len[4] = {static_cast<uint8_t>(n), static_cast<uint8_t>(n >> 8), static_cast<uint8_t>(n >> 16),
+                          static_cast<uint8_t>(n >> 24)};
+  send_all(s, len, 4);
+  send_all(s, data + 1, n);
+  (void)protocol::recv_reply(s, 5000);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -71,12 +95,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (data[0] & 1) {
       if (!protocol::call(s->get(), protocol::make_request("hello", {{"client", "fuzz"}}), {}, 5000).ok()) abort();
     }
-    const uint32_t n = static_cast<uint32_t>(size - 1);
-    const uint8_t len[4] = {static_cast<uint8_t>(n), static_cast<uint8_t>(n >> 8), static_cast<uint8_t>(n >> 16),
-                            static_cast<uint8_t>(n >> 24)};
-    send_all(s->get(), len, 4);
-    send_all(s->get(), data + 1, n);
-    (void)protocol::recv_reply(s->get(), 5000);
+    send_input(s->get(), data, size);
   }
   auto probe = protocol::connect_unix(g_socket);
   if (!probe.ok()) abort();

@@ -33,7 +33,9 @@ inline std::string build_dir() {
 inline std::string image() { return build_dir() + "/enclaves/test_enclave.tme"; }
 
 // quiet: stdout and stderr go to /dev/null (unless stdout_fd asks for a pipe).
-inline pid_t spawn(const std::vector<std::string>& argv, int* stdout_fd = nullptr, bool quiet = false) {
+// with_stderr: stderr goes to the same pipe as stdout.
+inline pid_t spawn(const std::vector<std::string>& argv, int* stdout_fd = nullptr, bool quiet = false,
+                   bool with_stderr = false) {
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   if (quiet) {
@@ -44,6 +46,7 @@ inline pid_t spawn(const std::vector<std::string>& argv, int* stdout_fd = nullpt
   if (stdout_fd) {
     if (pipe(pipefd) != 0) return -1;
     posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+    if (with_stderr) posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
     posix_spawn_file_actions_addclose(&fa, pipefd[0]);
   }
   std::vector<char*> args;
@@ -60,9 +63,9 @@ inline pid_t spawn(const std::vector<std::string>& argv, int* stdout_fd = nullpt
 }
 
 // Runs a command to completion; returns its stdout, and its exit code in *rc.
-inline std::string run(const std::vector<std::string>& argv, int* rc) {
+inline std::string run(const std::vector<std::string>& argv, int* rc, bool with_stderr = false) {
   int out = -1;
-  pid_t pid = spawn(argv, &out);
+  pid_t pid = spawn(argv, &out, false, with_stderr);
   std::string text;
   char buf[512];
   ssize_t n;

@@ -18,7 +18,17 @@
 //                        "parent ok"
 //   heap IMAGE           print the global heap bytes in use
 //   sealkey IMAGE        print the enclave's MRENCLAVE-policy seal key (hex)
+//   count-domain D N IMAGE   count, with the image loaded into trust domain D
+//   sleep-domain D IMAGE     sleep-attached, in trust domain D
+//   attach-id ID IMAGE   attach to enclave ID (IMAGE unused)
+//   attach-mr MR IMAGE   attach to the enclave with MRENCLAVE MR
+//   list-ids IMAGE       print the ids of the enclaves teemated lists to us
+//   list-attached IMAGE  print "uid U pid P" (P "-" when hidden) per attached process
+//   load-path-only IMAGE a load naming IMAGE without its descriptor
+//   hold-connections N IMAGE  open N connections at once; print how many
+//                        were served a hello
 // Socket from $TEEMATE_SOCKET. Exit status 0 on success.
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -53,7 +63,9 @@ int foreign(const std::string& image) {
   auto sock = protocol::connect_unix(default_daemon_socket());
   if (!sock.ok()) return fail(sock.status().message());
   if (!protocol::call(sock->get(), protocol::make_request("hello", {{"client", "foreign"}})).ok()) return fail("hello");
-  auto loaded = protocol::call(sock->get(), protocol::make_request("load", {{"image", image}}));
+  protocol::UniqueFd file(open(image.c_str(), O_RDONLY | O_CLOEXEC));
+  const int fds[] = {file.get()};
+  auto loaded = protocol::call(sock->get(), protocol::make_request("load", {{"image", image}}), fds);
   if (!loaded.ok()) return fail(loaded.status().message());
   auto att = protocol::call(sock->get(), protocol::make_request("attach", {{"enclave", loaded->body["enclave"]}, {"tcs", 1}}));
   if (!att.ok()) return fail(att.status().message());
@@ -104,16 +116,74 @@ int foreign(const std::string& image) {
   return 0;
 }
 
+// Commands that speak the protocol by hand (no attachment).
+int raw_protocol(const std::string& cmd, const std::string& arg, const std::string& image) {
+  if (cmd == "hold-connections") {
+    std::vector<protocol::UniqueFd> open;
+    int served = 0;
+    for (int i = 0; i < std::atoi(arg.c_str()); ++i) {
+      auto s = protocol::connect_unix(default_daemon_socket());
+      if (!s.ok()) continue;
+      if (protocol::call(s->get(), protocol::make_request("hello", {{"client", "hold"}}), {}, 2000).ok()) ++served;
+      open.push_back(std::move(s).value());
+    }
+    std::printf("served %d\n", served);
+    return 0;
+  }
+  auto sock = protocol::connect_unix(default_daemon_socket());
+  if (!sock.ok()) return fail(sock.status().message());
+  if (!protocol::call(sock->get(), protocol::make_request("hello", {{"client", cmd}})).ok()) return fail("hello");
+  if (cmd == "load-path-only") {
+    auto r = protocol::call(sock->get(), protocol::make_request("load", {{"image", image}}));
+    return r.ok() ? 0 : fail(r.status().message());
+  }
+  auto l = protocol::call(sock->get(), protocol::make_request("list"));
+  if (!l.ok()) return fail(l.status().message());
+  std::string line;
+  for (const auto& e : l->body["enclaves"]) {
+    if (cmd == "list-ids") {
+      line += (line.empty() ? "" : " ") + std::to_string(e["enclave"].get<uint64_t>());
+      continue;
+    }
+    for (const auto& a : e["attached"]) {
+      std::printf("uid %llu pid %s\n", static_cast<unsigned long long>(a["uid"].get<uint64_t>()),
+                  a.contains("pid") ? std::to_string(a["pid"].get<int64_t>()).c_str() : "-");
+    }
+  }
+  if (cmd == "list-ids") std::printf("%s\n", line.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 3) return fail("usage: teemate-test-client count N IMAGE | spin IMAGE | foreign IMAGE | sleep-attached IMAGE");
-  const std::string cmd = argv[1];
+  std::string cmd = argv[1];
   const std::string image = argv[argc - 1];
   if (cmd == "foreign") return foreign(image);
+  if (cmd == "list-ids" || cmd == "list-attached" || cmd == "load-path-only" || cmd == "hold-connections") {
+    return raw_protocol(cmd, argc > 3 ? argv[2] : "", image);
+  }
   AttachOptions o;
   o.image = image;
   o.client_name = "test-client " + cmd;
+  if (cmd == "count-domain" && argc == 5) {
+    o.trust_domain = argv[2];
+    cmd = "count";
+    argv[2] = argv[3];
+    argc = 4;
+  } else if (cmd == "sleep-domain" && argc == 4) {
+    o.trust_domain = argv[2];
+    cmd = "sleep-attached";
+  } else if (cmd == "attach-id" && argc == 4) {
+    o.enclave_id = std::strtoull(argv[2], nullptr, 10);
+    cmd = "count";
+    argv[2] = const_cast<char*>("0");
+  } else if (cmd == "attach-mr" && argc == 4) {
+    o.mrenclave = argv[2];
+    cmd = "count";
+    argv[2] = const_cast<char*>("0");
+  }
   if ((cmd == "threads" && argc == 5) || (cmd == "echo-threads" && argc == 4)) o.tcs = static_cast<uint32_t>(std::strtoul(argv[2], nullptr, 10));
   auto e = Enclave::attach(o);
   if (!e.ok()) return fail(e.status().message());

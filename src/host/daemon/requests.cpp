@@ -60,6 +60,12 @@ Result<LoadRequest> load(const json& b) {
   if (b.contains("new")) {
     TM_ASSIGN_OR_RETURN(r.fresh, get_bool(b, "new"));
   }
+  if (b.contains("trust_domain")) {
+    TM_ASSIGN_OR_RETURN(r.trust_domain, get_string(b, "trust_domain"));
+    if (r.trust_domain.empty() || r.trust_domain.size() > 64) {
+      return invalid_argument("field 'trust_domain' must be 1 to 64 bytes");
+    }
+  }
   return r;
 }
 

@@ -34,8 +34,9 @@ struct HelloRequest {
   std::string client;  // may be empty
 };
 struct LoadRequest {
-  std::string image;   // absolute path
-  bool fresh = false;  // "new": build another instance even if one is warm
+  std::string image;         // absolute path, for people; the file itself comes as a descriptor
+  bool fresh = false;        // "new": build another instance even if one is warm
+  std::string trust_domain;  // empty: the caller's own ("uid:N")
 };
 struct ListRequest {};
 struct AttachRequest {

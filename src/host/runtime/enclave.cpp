@@ -5,9 +5,12 @@
 // address: everything it reads comes from host memory it owns.
 #include "teemate/enclave.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
@@ -16,6 +19,7 @@
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
+#include <thread>
 #include <array>
 #include <vector>
 
@@ -172,20 +176,49 @@ class EnclaveImpl final : public Enclave {
       if (o.image.empty()) return invalid_argument("attach: name an image, an enclave id or a MRENCLAVE");
       std::error_code ec;
       const std::string image = std::filesystem::absolute(o.image, ec).string();
+      // The daemon reads the image through our descriptor, so what we may
+      // load is what we may open.
+      protocol::UniqueFd file(open(image.c_str(), O_RDONLY | O_CLOEXEC));
+      if (!file) return io_error("cannot open " + image, errno);
+      nlohmann::json load = {{"image", image}};
+      if (!o.trust_domain.empty()) load["trust_domain"] = o.trust_domain;
+      const int fds[] = {file.get()};
       TM_ASSIGN_OR_RETURN(protocol::Message loaded,
-                          protocol::call(daemon_.get(), protocol::make_request("load", {{"image", image}})));
-      which = {{"enclave", loaded.body.value("enclave", uint64_t{0})}};
+                          protocol::call(daemon_.get(), protocol::make_request("load", load), fds));
+      if (!loaded.body.contains("enclave") || !loaded.body["enclave"].is_number_unsigned()) {
+        return corrupt("teemated's load reply lacks an unsigned enclave id");
+      }
+      which = {{"enclave", loaded.body["enclave"].get<uint64_t>()}};
     }
     nlohmann::json req = which;
     req["tcs"] = o.tcs;
-    TM_ASSIGN_OR_RETURN(protocol::Message att, protocol::call(daemon_.get(), protocol::make_request("attach", req)));
-    const uint64_t id = att.body.value("enclave", uint64_t{0});
+    // All TCS leased: wait (bounded) for processes to leave, as a run
+    // waits for a CPU; the daemon answers `busy` at once, so poll it.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(o.wait_ms);
+    auto pause = std::chrono::milliseconds(2);
+    Result<protocol::Message> reply = protocol::call(daemon_.get(), protocol::make_request("attach", req));
+    while (!reply.ok() && reply.status().code() == Code::kBusy && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(pause, deadline - std::chrono::steady_clock::now()));
+      pause = std::min(pause * 2, std::chrono::milliseconds(50));
+      reply = protocol::call(daemon_.get(), protocol::make_request("attach", req));
+    }
+    if (!reply.ok()) {
+      if (reply.status().code() == Code::kBusy && o.wait_ms > 0) {
+        return Status(Code::kBusy, reply.status().message() + " (waited " + std::to_string(o.wait_ms / 1000.0).substr(0, 5) +
+                                       " s for a free TCS)");
+      }
+      return reply.status();
+    }
+    protocol::Message att = std::move(reply).value();
     const nlohmann::json& b = att.body;
+    auto u64 = [&](const char* k) { return b.contains(k) && b[k].is_number_unsigned(); };
+    if (!u64("enclave") || !u64("base") || !u64("size") || !b.contains("tcs") || !b["tcs"].is_array() ||
+        !b.contains("mrenclave") || !b["mrenclave"].is_string()) {
+      return corrupt("teemated's attach reply lacks an unsigned enclave, base or size, a tcs list or a MRENCLAVE");
+    }
+    const uint64_t id = b["enclave"].get<uint64_t>();
     host::AttachHandles h;
     for (auto& fd : att.fds) h.fds.push_back(fd.get());
-    if (!b.contains("base") || !b.contains("size") || !b.contains("tcs") || !b["tcs"].is_array()) {
-      return corrupt("teemated's attach reply lacks base, size or tcs");
-    }
     h.base = b["base"].get<uint64_t>();
     h.size = b["size"].get<uint64_t>();
     TM_ASSIGN_OR_RETURN(backend_, host::open_backend("sim"));
@@ -193,7 +226,7 @@ class EnclaveImpl final : public Enclave {
     TM_RETURN_IF_ERROR(adopt_tcs(b["tcs"]));
     if (tcs_addrs_.empty()) return corrupt("teemated leased no TCS");
     enclave_id_ = id;
-    if (sgx::to_hex(enclave_->mrenclave()) != b.value("mrenclave", std::string())) {
+    if (sgx::to_hex(enclave_->mrenclave()) != b["mrenclave"].get<std::string>()) {
       return security_error("the enclave teemated mapped is not the one it named (MRENCLAVE differs)");
     }
     info_.mrenclave_hex = sgx::to_hex(enclave_->mrenclave());
@@ -201,7 +234,7 @@ class EnclaveImpl final : public Enclave {
     info_.base = enclave_->base();
     info_.size = enclave_->size();
     info_.tcs_count = static_cast<uint32_t>(tcs_addrs_.size());
-    const std::string image_path = b.value("image", o.image);
+    const std::string image_path = b.contains("image") && b["image"].is_string() ? b["image"].get<std::string>() : o.image;
     image_name_ = image_path.substr(image_path.find_last_of('/') + 1);
     return {};
   }

@@ -1,0 +1,66 @@
+// The daemon's side of a warm enclave's control plane: the enclave itself
+// (built, claimed with a control token), and the runtime ECALLs the daemon
+// makes on a TCS that no client holds (start/end process contexts, bind a
+// TCS with a lease token, reset a dead thread, recover a TCS at CSSA > 0).
+// Thread-safe as the hardware is: calls on different TCS may run at once;
+// the caller guarantees that nobody else uses the TCS it names. Never sends
+// the control token anywhere but into the enclave.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "common/status.h"
+#include "host/backend/backend.h"
+#include "host/image/image_file.h"
+
+namespace teemate::daemon {
+
+using Token128 = std::array<uint64_t, 2>;
+using Token256 = std::array<uint64_t, 4>;
+
+// Random words from the kernel's CSPRNG.
+Status random_token(Token128* out);
+Status random_token(Token256* out);
+// 32 hex digits of a lease token, as the protocol sends it.
+std::string token_hex(const Token128& t);
+
+class ControlledEnclave {
+ public:
+  // Builds `image` on `backend` at `base_hint`, EINITs it and claims it
+  // (kEcallClaimControl) before anyone else can map it.
+  static Result<std::unique_ptr<ControlledEnclave>> build(host::Backend& backend, image::LoadedImage image,
+                                                          uint64_t base_hint, uint32_t log_id);
+
+  host::BackendEnclave& enclave() { return *enclave_; }
+  const image::LoadedImage& image() const { return *image_; }
+  uint32_t tcs_count() const { return enclave_->tcs_count(); }
+
+  // One control ECALL on TCS i (scalars in, scalars out). kBusy from the
+  // enclave (a lock held by a thread of a process that died and is not
+  // recovered yet) and a TCS that is momentarily busy are retried for up to
+  // about two seconds, while other threads recover the dead.
+  Result<std::array<uint64_t, 4>> control(uint32_t i, uint32_t id, std::array<uint64_t, 4> in);
+  // TCS i of a process that has ended: reclaimed as the hardware's AEX
+  // leaves it, recovery entries until CSSA is 0, then a reset ECALL. Takes
+  // no enclave lock.
+  Status reset_dead_thread(uint32_t i);
+
+  void set_log_id(uint32_t id) { log_id_ = id; }
+
+ private:
+  Result<std::array<uint64_t, 4>> control_once(uint32_t i, uint32_t id, const std::array<uint64_t, 4>& in,
+                                               int32_t* status, uint64_t* fault);
+  std::optional<image::LoadedImage> image_;
+  std::unique_ptr<host::BackendEnclave> enclave_;
+  Token256 control_token_{};
+  uint32_t log_id_ = 0;
+};
+
+// teemated's log line: "HH:MM:SS teemated: ..." on stderr (thread-safe).
+void log(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+
+}  // namespace teemate::daemon
