@@ -195,7 +195,7 @@ Status print_text(const std::string& path, const image::LoadedImage& img) {
               "thread");
   for (const image::PageRange& r : l.ranges()) {
     const bool per_thread = r.kind == image::RangeKind::kTcs || r.kind == image::RangeKind::kSsa ||
-                            r.kind == image::RangeKind::kStack ||
+                            r.kind == image::RangeKind::kStack || r.kind == image::RangeKind::kExceptionStack ||
                             r.kind == image::RangeKind::kThreadData;
     std::printf("  %-12s %-14s %8llu  %-5s %-8s %s\n", image::range_kind_name(r.kind),
                 hex(r.offset).c_str(), static_cast<unsigned long long>(r.pages),

@@ -22,7 +22,9 @@ inline constexpr uint32_t kAbiVersion = 2;
 //
 // Per-thread block i starts at threads_offset + i * thread_stride and holds,
 // in order: TCS (1 page), SSA (nssa * ssa_frame_pages pages), an unmapped
-// guard page, the stack (stack_size bytes), an unmapped guard page, and the
+// guard page, the stack (stack_size bytes), an unmapped guard page, the
+// exception stack (kExceptionStackPages pages, growing down from the
+// thread-data page, so that it overflows into that guard page), and the
 // thread-data page (OFSBASE = OGSBASE point at it).
 struct EnclaveMeta {
   uint64_t magic;
@@ -52,6 +54,7 @@ struct EnclaveMeta {
   uint8_t reserved[4096 - 128 - 256];
 };
 static_assert(sizeof(EnclaveMeta) == 4096);
+inline constexpr uint64_t kExceptionStackPages = 2;
 
 // ---- Register protocol -----------------------------------------------------
 // EENTER: RDI = EntryReason, RSI = address of a CallFrame in host memory
@@ -162,8 +165,10 @@ enum RuntimeEcall : uint32_t {
   // scalars[0] in: host pid (informational); [1] in: arena bytes.
   // [0] out: the context handle, (generation << 32) | slot (never reused).
   kEcallProcessStart = 4,
-  // On the TCS being leased: scalars[0] in: context handle (0 unbinds);
-  // [1], [2] in: the lease token later ECALLs on this TCS must present.
+  // On the TCS being leased: scalars[0] in: context handle (0 unbinds;
+  // refused with kErrBusy while a call of the process is in progress on the
+  // TCS, an OCALL say); [1], [2] in: the lease token later ECALLs on this TCS
+  // must present. Binding needs an unbound TCS.
   kEcallBindTcs = 5,
   // scalars[0] in: context handle. Refused (kErrBusy) while a thread bound
   // to it is inside an ECALL; releases every runtime lock its threads held

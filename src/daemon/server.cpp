@@ -29,6 +29,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -101,6 +102,7 @@ struct Client {
   bool dead = false;        // its process ended; a recovery thread owns what it held
   bool recovered = false;
   bool closed = false;      // its connection thread is done
+  bool sweeping = false;    // a sweep of its leases is running
   std::map<uint32_t, std::vector<uint32_t>> leases;  // enclave id -> TCS indices
   std::map<uint32_t, uint64_t> contexts;             // enclave id -> process context handle
   std::map<std::pair<uint32_t, uint32_t>, Token128> tokens;  // (enclave, TCS) -> lease token
@@ -137,8 +139,7 @@ class DaemonImpl final : public Daemon {
       TM_ASSIGN_OR_RETURN(config_, load_daemon_config(o.config_path));
     }
     TM_ASSIGN_OR_RETURN(backend_, host::open_backend(o.backend));
-    std::error_code ec;
-    std::filesystem::create_directories(std::filesystem::path(o.socket_path).parent_path(), ec);
+    TM_RETURN_IF_ERROR(protocol::check_socket_directory(o.socket_path, geteuid(), /*create=*/true));
     TM_ASSIGN_OR_RETURN(listen_, protocol::listen_unix(o.socket_path, 0660));
     if (o.socket_group >= 0 && chown(o.socket_path.c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(o.socket_group)) != 0) {
       return io_error("cannot give " + o.socket_path + " to group " + std::to_string(o.socket_group), errno);
@@ -175,9 +176,19 @@ class DaemonImpl final : public Daemon {
           watched.push_back(c);
         }
       }
-      if (poll(fds.data(), fds.size(), -1) < 0) {
+      bool lingering = false;  // closed connections whose process still holds TCS
+      {
+        std::lock_guard lock(mu_);
+        for (auto& c : clients_) lingering |= c->closed && !c->dead && !c->leases.empty();
+      }
+      const int ready = poll(fds.data(), fds.size(), lingering ? 500 : -1);
+      if (ready < 0) {
         if (errno == EINTR) continue;
         return io_error("poll", errno);
+      }
+      if (lingering && std::chrono::steady_clock::now() - last_sweep_ > std::chrono::milliseconds(500)) {
+        last_sweep_ = std::chrono::steady_clock::now();
+        sweep_closed_clients();
       }
       if (fds[1].revents) {
         log("stopping on signal");
@@ -255,7 +266,7 @@ class DaemonImpl final : public Daemon {
       std::lock_guard lock(mu_);
       std::erase_if(clients_, [&](const std::shared_ptr<Client>& c) {
         const bool holds = !c->leases.empty() || !c->contexts.empty();
-        const bool gone = c->closed && (c->dead ? c->recovered : !holds);
+        const bool gone = c->closed && !c->sweeping && (c->dead ? c->recovered : !holds);
         if (gone) done.push_back(c);
         return gone;
       });
@@ -779,8 +790,35 @@ class DaemonImpl final : public Daemon {
     return {};
   }
 
-  // A live process whose connection closed: its idle TCS come back one by
-  // one; those in use stay leased until it ends (c.op_mu held).
+  // Does process c still map enclave memory at `base`? A process that
+  // called execve (or unmapped it) has no thread inside any more, whatever
+  // the TCS busy flags say. Unknown (say, /proc unreadable) counts as yes.
+  bool still_maps(const Client& c, uint64_t base) {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/maps", c.pid);
+    FILE* f = std::fopen(path, "re");
+    if (!f) return true;
+    char want[32];
+    const int n = std::snprintf(want, sizeof want, "%llx-", static_cast<unsigned long long>(base));
+    char line[512];
+    bool found = false;
+    while (!found && std::fgets(line, sizeof line, f)) found = std::strncmp(line, want, static_cast<size_t>(n)) == 0;
+    std::fclose(f);
+    if (found) return true;
+    // Only if that pid is still our process (not ended, not reused).
+    int pidfd;
+    {
+      std::lock_guard lock(mu_);
+      pidfd = c.pidfd ? c.pidfd.get() : -1;
+    }
+    pollfd p{pidfd, POLLIN, 0};
+    return pidfd < 0 || poll(&p, 1, 0) != 0;
+  }
+
+  // A live process whose connection closed: its TCS come back one by one,
+  // those in use by a thread of it stay leased until it ends; but a TCS
+  // whose thread cannot be inside any more (the process replaced itself
+  // with execve) is recovered as if the process had died (c.op_mu held).
   void release_idle(Client& c, uint32_t id, const std::vector<uint32_t>& list) {
     Warm* w;
     {
@@ -789,9 +827,20 @@ class DaemonImpl final : public Daemon {
     }
     if (!w) return;
     std::vector<uint32_t> freed;
+    std::optional<bool> mapped;
     for (uint32_t i : list) {
-      if (w->ctl->enclave().tcs_busy(i)) continue;
-      if (w->ctl->control(i, abi::kEcallBindTcs, {0, 0, 0, 0}).ok()) freed.push_back(i);
+      if (!w->ctl->enclave().tcs_busy(i) && w->ctl->control(i, abi::kEcallBindTcs, {0, 0, 0, 0}).ok()) {
+        freed.push_back(i);
+        continue;
+      }
+      if (!mapped) mapped = still_maps(c, w->ctl->enclave().base());
+      if (*mapped) continue;
+      Status st = w->ctl->reset_dead_thread(i);
+      if (st.ok()) st = w->ctl->control(i, abi::kEcallBindTcs, {0, 0, 0, 0}).status();
+      if (st.ok()) {
+        log("enclave %u: pid %d no longer maps the enclave (execve?); TCS %u recovered", w->id, c.pid, i);
+        freed.push_back(i);
+      }
     }
     bool last;
     {
@@ -807,6 +856,36 @@ class DaemonImpl final : public Daemon {
     if (last && !freed.empty()) end_context(c, *w, freed.back(), false);
     std::lock_guard lock(mu_);
     for (uint32_t i : freed) w->lease[i] = 0;
+  }
+
+  // Clients whose connection closed while a thread was inside hold TCS
+  // until they end; the main thread calls this every half second to give
+  // back what they no longer use (c.op_mu taken on a thread of its own).
+  void sweep_closed_clients() {
+    std::lock_guard lock(mu_);
+    for (auto& c : clients_) {
+      if (!c->closed || c->dead || c->sweeping || c->leases.empty()) continue;
+      c->sweeping = true;
+      recoveries_.emplace_back([this, c] {
+        {
+          std::lock_guard op(c->op_mu);
+          std::map<uint32_t, std::vector<uint32_t>> leases;
+          bool dead;
+          {
+            std::lock_guard l(mu_);
+            leases = c->leases;
+            dead = c->dead;
+          }
+          if (!dead) {
+            for (const auto& [id, list] : leases) release_idle(*c, id, list);
+          }
+        }
+        std::lock_guard l(mu_);
+        c->sweeping = false;
+        finished_recoveries_.insert(std::this_thread::get_id());
+        wake_main();
+      });
+    }
   }
 
   // Ends c's context in w, on TCS i, which the daemon holds (c.op_mu held).
@@ -895,6 +974,7 @@ class DaemonImpl final : public Daemon {
   UniqueFd wake_;
   std::string pid_file_;
   gid_t socket_gid_ = 0;
+  std::chrono::steady_clock::time_point last_sweep_{};
 
   std::mutex mu_;  // everything below
   bool stopping_ = false;

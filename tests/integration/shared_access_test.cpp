@@ -256,5 +256,29 @@ TEST(SharedAccess, ARunWaitsForAFreeTcs) {
   }
 }
 
+// Defect 15: with XDG_RUNTIME_DIR unset, the default socket lives in
+// /tmp/teemate-UID, which another user could create first. Neither the
+// daemon nor a client trusts a socket directory owned by someone else.
+TEST(SharedAccess, ASocketDirectoryOfAnotherUserIsRefused) {
+  const std::string dir = fs::temp_directory_path() / ("teemate-squat-" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  ASSERT_EQ(chown(dir.c_str(), kMallory, kMallory), 0);
+  int rc = 0;
+  std::string out = run({build_dir() + "/bin/teemated", "--socket", dir + "/d.sock", "--state-dir", dir + "/state"},
+                        &rc, true);
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_NE(out.find("belongs to uid 1003"), std::string::npos) << out;
+  out = run({"/usr/bin/env", "TEEMATE_SOCKET=" + dir + "/d.sock", client(), "count", "1", image()}, &rc, true);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("refusing to connect"), std::string::npos) << out;
+  // World-writable without the sticky bit: refused as well.
+  ASSERT_EQ(chown(dir.c_str(), 0, 0), 0);
+  chmod(dir.c_str(), 0777);
+  out = run({build_dir() + "/bin/teemated", "--socket", dir + "/d.sock", "--state-dir", dir + "/state"}, &rc, true);
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_NE(out.find("writable by others without the sticky bit"), std::string::npos) << out;
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace teemate

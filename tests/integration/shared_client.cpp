@@ -17,6 +17,8 @@
 //                        (not hang); print "child: <error>" then the parent's
 //                        "parent ok"
 //   heap IMAGE           print the global heap bytes in use
+//   exec-inside IMAGE    lease 2 TCS, loop inside an ECALL on one thread,
+//                        print "inside", then execve /bin/sleep 30
 //   sealkey IMAGE        print the enclave's MRENCLAVE-policy seal key (hex)
 //   count-domain D N IMAGE   count, with the image loaded into trust domain D
 //   sleep-domain D IMAGE     sleep-attached, in trust domain D
@@ -32,6 +34,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -184,6 +187,7 @@ int main(int argc, char** argv) {
     cmd = "count";
     argv[2] = const_cast<char*>("0");
   }
+  if (cmd == "exec-inside") o.tcs = 2;
   if ((cmd == "threads" && argc == 5) || (cmd == "echo-threads" && argc == 4)) o.tcs = static_cast<uint32_t>(std::strtoul(argv[2], nullptr, 10));
   auto e = Enclave::attach(o);
   if (!e.ok()) return fail(e.status().message());
@@ -300,6 +304,17 @@ int main(int argc, char** argv) {
     for (uint8_t b : key) std::printf("%02x", b);
     std::printf("\n");
     return 0;
+  }
+  if (cmd == "exec-inside") {
+    std::thread([&] {
+      CallArgs a;
+      (void)(*e)->call(kEcallSpin, a);
+    }).detach();
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    std::printf("inside\n");
+    std::fflush(stdout);
+    execl("/bin/sleep", "sleep", "30", static_cast<char*>(nullptr));
+    return fail("execl");
   }
   if (cmd == "heap") {
     CallArgs a;

@@ -189,5 +189,25 @@ TEST_F(SharedRecoveryTest, EveryProcessOfAnEnclaveDerivesTheSameKeys) {
   std::filesystem::remove_all(dir);
 }
 
+// Defect 15: a process that calls execve while one of its threads is inside
+// the enclave lives on (same pid, no pidfd event), but that thread is gone
+// and so is its mapping: its TCS come back without waiting for it to end.
+TEST_F(SharedRecoveryTest, ExecveWhileInsideGivesTheTcsBack) {
+  int rc = 0;
+  run({client(), "count", "0", image()}, &rc);
+  ASSERT_EQ(rc, 0);
+  const uint64_t total = tcs_free_total().second;
+  int fd = -1;
+  pid_t p = spawn({client(), "exec-inside", image()}, &fd);
+  ASSERT_EQ(read_line(fd), "inside");
+  EXPECT_EQ(wait_for_free_tcs(total), total) << "the TCS of a thread that execve removed stayed leased";
+  EXPECT_EQ(kill(p, 0), 0) << "the process (now /bin/sleep) should still be running";
+  kill(p, SIGKILL);
+  waitpid(p, nullptr, 0);
+  close(fd);
+  EXPECT_EQ(run({client(), "count", "1", image()}, &rc).empty(), false);
+  EXPECT_EQ(rc, 0);
+}
+
 }  // namespace
 }  // namespace teemate

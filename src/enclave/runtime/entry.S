@@ -25,7 +25,7 @@ teemate_enclave_entry:
     je .Locall_return
 
     /* A new ECALL runs below any pending OCALL frame, else at the stack top
-     * (the stack ends one guard page below this thread-data page). */
+     * (TD_STACK_GAP below this thread-data page). */
     mov %gs:TD_OCALL_SP, %r8
     test %r8, %r8
     jz 1f
@@ -33,7 +33,7 @@ teemate_enclave_entry:
     and $-16, %rsp
     jmp 2f
 1:  rdgsbase %rsp
-    sub $4096, %rsp
+    sub $TD_STACK_GAP, %rsp
 2:  call .Lpush_entry_frame
     xor %ebp, %ebp
     mov %rbx, %rdx
@@ -68,7 +68,7 @@ teemate_enclave_entry:
 
 .Lbad_state:
     rdgsbase %rsp
-    sub $4096, %rsp
+    sub $TD_STACK_GAP, %rsp
     mov $ERR_STATE, %esi
     mov $EXIT_RETURN, %edi
     jmp teemate_eexit

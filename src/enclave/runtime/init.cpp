@@ -84,11 +84,13 @@ void thread_init(ThreadData* td, uint64_t tcs) {
   td->canary = rdrand64_or_zero() & ~uint64_t{0xff};
   td->locale = __c_locale;
   td->tcs_index = static_cast<uint32_t>(block / m->thread_stride);
-  td->stack_top = tcs + (m->td_offset_in_block - 4096);
+  td->stack_top = tcs + (m->td_offset_in_block - TD_STACK_GAP);
   td->stack_limit = tcs + m->stack_offset_in_block;
   td->ssa_frame_bytes = uint64_t{m->ssa_frame_pages} * 4096;
   td->ssa_gpr0 = tcs + m->ssa_offset_in_block + td->ssa_frame_bytes - sizeof(sgx::GprSgx);
-  td->exc_stack = reinterpret_cast<uint64_t>(td) + 4096;
+  // The exception stack: its own pages below the thread data, with a guard
+  // page below them, so that an overflow faults instead of overwriting.
+  td->exc_stack = reinterpret_cast<uint64_t>(td);
   td->initialized = 1;
 }
 

@@ -171,6 +171,8 @@ int process_start(tm_call* call) {
 int bind_tcs(tm_call* call) {
   ThreadData* td = current_td();
   if (call->scalars[0] == 0) {
+    // Not while a call of the process is in progress here (an OCALL).
+    if (__atomic_load_n(&td->ecall_depth, __ATOMIC_SEQ_CST) != 0) return TM_ERR_BUSY;
     td->context = nullptr;
     td->lease_token[0] = td->lease_token[1] = 0;
     return TM_OK;

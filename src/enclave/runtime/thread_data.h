@@ -22,6 +22,9 @@
 #define TD_INITIALIZED 0x140
 #define TD_EXC_STACK 0x148
 #define TD_ENTRY_FRAME 0x150
+/* The top of the stack is this far below the thread-data page: the
+ * exception stack (abi::kExceptionStackPages) and a guard page lie between. */
+#define TD_STACK_GAP (3 * 4096)
 
 #ifndef __ASSEMBLER__
 #include <stddef.h>
@@ -90,6 +93,7 @@ static_assert(offsetof(ThreadData, initialized) == TD_INITIALIZED);
 static_assert(offsetof(ThreadData, exc_stack) == TD_EXC_STACK);
 static_assert(offsetof(ThreadData, entry_frame) == TD_ENTRY_FRAME);
 static_assert(sizeof(ThreadData) <= 1024);
+static_assert(TD_STACK_GAP == (abi::kExceptionStackPages + 1) * 4096);
 inline constexpr uint32_t kMaxHeldLocks = 32;
 static_assert(sizeof(ThreadData::held_locks) / sizeof(uint64_t) == kMaxHeldLocks);
 

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 
 namespace teemate::protocol {
@@ -530,6 +531,29 @@ Result<UniqueFd> listen_unix(const std::string& path, mode_t mode) {
     return s;
   }
   return fd;
+}
+
+Status check_socket_directory(const std::string& socket_path, uid_t uid, bool create) {
+  const size_t slash = socket_path.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : socket_path.substr(0, slash);
+  if (create && mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return io_error("cannot create the socket directory " + dir, errno);
+  }
+  struct stat st {};
+  if (lstat(dir.c_str(), &st) != 0) return io_error("socket directory " + dir, errno);
+  if (!S_ISDIR(st.st_mode)) return Status(Code::kSecurity, "socket directory " + dir + " is not a directory (a symlink?)");
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  if (st.st_uid != 0 && st.st_uid != uid) {
+    return Status(Code::kSecurity, "socket directory " + dir + " belongs to uid " + std::to_string(st.st_uid) +
+                                       ", neither root nor uid " + std::to_string(uid) +
+                                       ": another user could have put a socket of theirs there");
+  }
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)) {
+    return Status(Code::kSecurity, "socket directory " + dir + " (mode " + mode +
+                                       ") is writable by others without the sticky bit");
+  }
+  return {};
 }
 
 Result<UniqueFd> connect_unix(const std::string& path) {

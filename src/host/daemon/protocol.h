@@ -150,6 +150,14 @@ Result<PeerCredentials> peer_credentials(int sock);
 // set before listen(), so no connection is accepted under a looser mode.
 Result<UniqueFd> listen_unix(const std::string& path, mode_t mode = 0660);
 
+// Is the directory holding `socket_path` safe to trust for a socket of
+// `uid`'s? It must be owned by root or `uid`, and anyone else able to write
+// in it must be kept from renaming or removing others' files (the sticky
+// bit), else another user could put a socket of theirs in our place. With
+// `create`, a missing directory (only the last component) is made 0755.
+// kSecurity names the directory, its owner and mode.
+Status check_socket_directory(const std::string& socket_path, uid_t uid, bool create);
+
 // Connects to the daemon's socket (SOCK_CLOEXEC). A missing socket or one
 // nobody listens on is kNotFound ("cannot connect to teemated at PATH: No
 // such file or directory (is the daemon running?)"); other failures kIo.

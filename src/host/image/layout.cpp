@@ -59,6 +59,7 @@ const char* range_kind_name(RangeKind kind) {
     case RangeKind::kTcs: return "tcs";
     case RangeKind::kSsa: return "ssa";
     case RangeKind::kStack: return "stack";
+    case RangeKind::kExceptionStack: return "exception-stack";
     case RangeKind::kThreadData: return "thread-data";
     case RangeKind::kHeap: return "heap";
   }
@@ -90,8 +91,10 @@ Result<Layout> Layout::compute(const ElfImage& elf, const EnclaveConfig& config)
   const uint64_t threads_offset = meta_offset + kPage;
   const uint64_t ssa_in_block = kPage;
   const uint64_t stack_in_block = ssa_in_block + (ssa_pages + 1) * kPage;  // after SSA + guard
-  const uint64_t td_in_block = stack_in_block + (stack_pages + 1) * kPage;  // after stack + guard
-  const uint64_t stride = (1 + ssa_pages + 1 + stack_pages + 1 + 1) * kPage;
+  const uint64_t exc_pages = abi::kExceptionStackPages;
+  const uint64_t exc_in_block = stack_in_block + (stack_pages + 1) * kPage;  // after stack + guard
+  const uint64_t td_in_block = exc_in_block + exc_pages * kPage;
+  const uint64_t stride = (1 + ssa_pages + 1 + stack_pages + 1 + exc_pages + 1) * kPage;
   const uint64_t heap_offset = threads_offset + config.tcs_count * stride + kPage;
   const uint64_t heap_end = heap_offset + config.heap_size;  // bounded: no overflow (see limits)
   if (heap_end > kMaxSize) {
@@ -110,6 +113,7 @@ Result<Layout> Layout::compute(const ElfImage& elf, const EnclaveConfig& config)
     l.ranges_.push_back({RangeKind::kTcs, block, 1, sgx::secinfo_page_type(sgx::kPtTcs), true, t});
     l.ranges_.push_back({RangeKind::kSsa, block + ssa_in_block, ssa_pages, kRw, true, t});
     l.ranges_.push_back({RangeKind::kStack, block + stack_in_block, stack_pages, kRw, true, t});
+    l.ranges_.push_back({RangeKind::kExceptionStack, block + exc_in_block, exc_pages, kRw, true, t});
     l.ranges_.push_back({RangeKind::kThreadData, block + td_in_block, 1, kRw, true, t});
   }
   l.ranges_.push_back({RangeKind::kHeap, heap_offset, config.heap_size / kPage, kRw, true, 0});
@@ -226,6 +230,7 @@ void Layout::page_content(const PageRange& range, uint64_t index, uint8_t* out) 
     }
     case RangeKind::kSsa:
     case RangeKind::kStack:
+    case RangeKind::kExceptionStack:
     case RangeKind::kThreadData:
     case RangeKind::kHeap:
       memset(out, 0, kPage);

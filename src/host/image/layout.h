@@ -23,7 +23,7 @@
 
 namespace teemate::image {
 
-enum class RangeKind { kElf, kMeta, kTcs, kSsa, kStack, kThreadData, kHeap };
+enum class RangeKind { kElf, kMeta, kTcs, kSsa, kStack, kExceptionStack, kThreadData, kHeap };
 const char* range_kind_name(RangeKind kind);
 
 struct PageRange {

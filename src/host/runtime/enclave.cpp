@@ -164,6 +164,9 @@ class EnclaveImpl final : public Enclave {
   Status attach(const AttachOptions& o) {
     options_.output = o.output;
     const std::string sock_path = o.socket_path.empty() ? default_daemon_socket() : o.socket_path;
+    // Whoever controls the socket's directory could stand in for teemated.
+    TM_RETURN_IF_ERROR(protocol::check_socket_directory(sock_path, geteuid(), /*create=*/false)
+                           .with_context("refusing to connect to " + sock_path));
     TM_ASSIGN_OR_RETURN(daemon_, protocol::connect_unix(sock_path));
     TM_RETURN_IF_ERROR(protocol::call(daemon_.get(), protocol::make_request("hello", {{"client", o.client_name}}))
                            .status());

@@ -46,10 +46,10 @@ TEST(Layout, OffsetsStrideAndSize) {
   EXPECT_EQ(m.meta_offset, 0x4000u);
   EXPECT_EQ(m.threads_offset, 0x5000u);
   const uint64_t ssa_pages = 2 * 2;
-  EXPECT_EQ(m.thread_stride, (1 + ssa_pages + 1 + 16 + 1 + 1) * kPage);
+  EXPECT_EQ(m.thread_stride, (1 + ssa_pages + 1 + 16 + 1 + 2 + 1) * kPage);
   EXPECT_EQ(m.ssa_offset_in_block, kPage);
   EXPECT_EQ(m.stack_offset_in_block, (1 + ssa_pages + 1) * kPage);
-  EXPECT_EQ(m.td_offset_in_block, (1 + ssa_pages + 1 + 16 + 1) * kPage);
+  EXPECT_EQ(m.td_offset_in_block, (1 + ssa_pages + 1 + 16 + 1 + 2) * kPage);
   EXPECT_EQ(m.heap_offset, m.threads_offset + 3 * m.thread_stride + kPage);
   EXPECT_EQ(m.heap_size, 100 * kPage);
   for (uint32_t t = 0; t < 3; ++t) EXPECT_EQ(l.tcs_offset(t), m.threads_offset + t * m.thread_stride);
@@ -68,7 +68,7 @@ TEST(Layout, RangesInEaddOrder) {
   c.tcs_count = 2;
   Layout l = compute(basic_elf(), c);
   const std::vector<PageRange>& r = l.ranges();
-  ASSERT_EQ(r.size(), 3u + 1 + 2 * 4 + 1);
+  ASSERT_EQ(r.size(), 3u + 1 + 2 * 5 + 1);
   const uint64_t reg = sgx::secinfo_page_type(sgx::kPtReg);
   EXPECT_EQ(r[0].kind, RangeKind::kElf);
   EXPECT_EQ(r[0].secinfo_flags, reg | sgx::kSecinfoR);
@@ -79,15 +79,15 @@ TEST(Layout, RangesInEaddOrder) {
   EXPECT_EQ(r[3].kind, RangeKind::kMeta);
   EXPECT_EQ(r[3].secinfo_flags, reg | sgx::kSecinfoR);
   const RangeKind per_thread[] = {RangeKind::kTcs, RangeKind::kSsa, RangeKind::kStack,
-                                  RangeKind::kThreadData};
+                                  RangeKind::kExceptionStack, RangeKind::kThreadData};
   for (uint32_t t = 0; t < 2; ++t) {
-    for (int k = 0; k < 4; ++k) {
-      const PageRange& pr = r[4 + t * 4 + k];
+    for (int k = 0; k < 5; ++k) {
+      const PageRange& pr = r[4 + t * 5 + k];
       EXPECT_EQ(pr.kind, per_thread[k]);
       EXPECT_EQ(pr.thread, t);
     }
-    EXPECT_EQ(r[4 + t * 4].secinfo_flags, sgx::secinfo_page_type(sgx::kPtTcs));
-    EXPECT_EQ(r[4 + t * 4].offset, l.tcs_offset(t));
+    EXPECT_EQ(r[4 + t * 5].secinfo_flags, sgx::secinfo_page_type(sgx::kPtTcs));
+    EXPECT_EQ(r[4 + t * 5].offset, l.tcs_offset(t));
   }
   EXPECT_EQ(r.back().kind, RangeKind::kHeap);
   uint64_t total = 0;
@@ -123,7 +123,10 @@ TEST(Layout, GuardPagesAndGapsAreNotAdded) {
     const uint64_t block = l.tcs_offset(t);
     EXPECT_FALSE(added.count(block + (1 + ssa_pages) * kPage)) << "guard below the stack, thread " << t;
     EXPECT_FALSE(added.count(block + m.stack_offset_in_block + m.stack_size)) << "guard above the stack";
-    EXPECT_EQ(block + m.stack_offset_in_block + m.stack_size + kPage, block + m.td_offset_in_block);
+    // The exception stack sits between that guard page and the thread data.
+    EXPECT_EQ(block + m.stack_offset_in_block + m.stack_size + 3 * kPage, block + m.td_offset_in_block);
+    EXPECT_TRUE(added.count(block + m.td_offset_in_block - kPage)) << "exception stack";
+    EXPECT_TRUE(added.count(block + m.td_offset_in_block - 2 * kPage)) << "exception stack";
   }
   EXPECT_FALSE(added.count(m.heap_offset - kPage));
   EXPECT_TRUE(added.count(m.heap_offset));
@@ -136,7 +139,7 @@ TEST(Layout, TcsContents) {
   c.ssa_frames = 3;
   c.debug = true;
   Layout l = compute(basic_elf(), c);
-  const PageRange& tcs1 = l.ranges()[4 + 4];
+  const PageRange& tcs1 = l.ranges()[4 + 5];
   ASSERT_EQ(tcs1.kind, RangeKind::kTcs);
   alignas(4096) uint8_t page[kPage];
   l.page_content(tcs1, 0, page);
@@ -184,7 +187,7 @@ TEST(Layout, MetaContents) {
   EXPECT_EQ(m.enclave_size, l.size());
   EXPECT_EQ(m.meta_offset, l.ranges()[3].offset);
   EXPECT_EQ(m.threads_offset, m.meta_offset + kPage);
-  EXPECT_EQ(m.thread_stride, (1 + 8 + 1 + 32 + 1 + 1) * kPage);
+  EXPECT_EQ(m.thread_stride, (1 + 8 + 1 + 32 + 1 + 2 + 1) * kPage);
   EXPECT_EQ(m.ssa_offset_in_block, kPage);
   EXPECT_EQ(m.nssa, 4u);
   EXPECT_EQ(m.ssa_frame_pages, 2u);
