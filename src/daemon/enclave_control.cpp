@@ -107,17 +107,29 @@ Result<std::unique_ptr<ControlledEnclave>> ControlledEnclave::build(host::Backen
                                                                     uint64_t base_hint, uint32_t log_id) {
   auto e = std::unique_ptr<ControlledEnclave>(new ControlledEnclave());
   e->log_id_ = log_id;
-  e->image_.emplace(std::move(image));
-  const image::Layout& layout = e->image_->layout;
+  const image::Layout& layout = image.layout;
+  e->heap_size_ = layout.config().heap_size;
   host::CreateParams cp = host::create_params_for(layout);
   cp.base_hint = base_hint;
   TM_ASSIGN_OR_RETURN(e->enclave_, backend.create(cp));
   TM_RETURN_IF_ERROR(host::add_image_pages(*e->enclave_, layout));
-  TM_RETURN_IF_ERROR(e->enclave_->init(e->image_->file.sigstruct));
+  TM_RETURN_IF_ERROR(e->enclave_->init(image.file.sigstruct));
   // Claim the enclave before any client can map it: from now on it runs
   // only ECALLs on TCS this daemon bound, with their lease tokens.
   TM_RETURN_IF_ERROR(random_token(&e->control_token_));
   TM_RETURN_IF_ERROR(e->control(0, abi::kEcallClaimControl, {}).status().with_context("claiming the new enclave"));
+  return e;
+}
+
+Result<std::unique_ptr<ControlledEnclave>> ControlledEnclave::adopt(host::Backend& backend,
+                                                                    const host::AttachHandles& handles,
+                                                                    const Token256& control_token, uint64_t heap_size,
+                                                                    uint32_t log_id) {
+  auto e = std::unique_ptr<ControlledEnclave>(new ControlledEnclave());
+  e->log_id_ = log_id;
+  e->heap_size_ = heap_size;
+  e->control_token_ = control_token;
+  TM_ASSIGN_OR_RETURN(e->enclave_, backend.attach(handles));
   return e;
 }
 

@@ -34,10 +34,17 @@ class ControlledEnclave {
   // (kEcallClaimControl) before anyone else can map it.
   static Result<std::unique_ptr<ControlledEnclave>> build(host::Backend& backend, image::LoadedImage image,
                                                           uint64_t base_hint, uint32_t log_id);
+  // Takes control again of an enclave this daemon (an earlier run of it)
+  // built and claimed: maps it from `handles` (taken back from a process
+  // that still maps it) and uses the control token saved then.
+  static Result<std::unique_ptr<ControlledEnclave>> adopt(host::Backend& backend, const host::AttachHandles& handles,
+                                                          const Token256& control_token, uint64_t heap_size,
+                                                          uint32_t log_id);
 
   host::BackendEnclave& enclave() { return *enclave_; }
-  const image::LoadedImage& image() const { return *image_; }
   uint32_t tcs_count() const { return enclave_->tcs_count(); }
+  uint64_t heap_size() const { return heap_size_; }
+  const Token256& control_token() const { return control_token_; }
 
   // One control ECALL on TCS i (scalars in, scalars out). kBusy from the
   // enclave (a lock held by a thread of a process that died and is not
@@ -54,8 +61,8 @@ class ControlledEnclave {
  private:
   Result<std::array<uint64_t, 4>> control_once(uint32_t i, uint32_t id, const std::array<uint64_t, 4>& in,
                                                int32_t* status, uint64_t* fault);
-  std::optional<image::LoadedImage> image_;
   std::unique_ptr<host::BackendEnclave> enclave_;
+  uint64_t heap_size_ = 0;
   Token256 control_token_{};
   uint32_t log_id_ = 0;
 };

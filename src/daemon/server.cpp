@@ -45,6 +45,7 @@
 
 #include "common/enclave_abi.h"
 #include "daemon/daemon_config.h"
+#include "daemon/daemon_state.h"
 #include "daemon/enclave_control.h"
 #include "host/backend/backend.h"
 #include "host/daemon/protocol.h"
@@ -85,6 +86,7 @@ struct Warm {
   uid_t loaded_by = 0;
   std::unique_ptr<ControlledEnclave> ctl;
   std::vector<int32_t> lease;  // per TCS: 0 free, a pid, kOutOfService
+  uint64_t memory_ino = 0, control_ino = 0;  // to find its descriptors in a client after a restart
 };
 
 struct Client {
@@ -92,6 +94,8 @@ struct Client {
   UniqueFd sock;
   UniqueFd pidfd;
   pid_t pid = 0;  // SO_PEERCRED: the daemon's PID namespace's view
+  uint64_t start_time = 0;  // of that process, to tell it from a later one with its pid
+  bool adopted = false;     // attached under an earlier run of the daemon: no connection
   Caller who;
   std::string name = "?";
   // One operation on this client's attachments at a time: one of its
@@ -158,6 +162,10 @@ class DaemonImpl final : public Daemon {
     if (!wake_) return io_error("eventfd", errno);
     log("listening on %s (backend %s, %zu trust domains configured)", o.socket_path.c_str(), backend_->name(),
         config_.domains.size());
+    if (!o.state_dir.empty()) {
+      state_path_ = o.state_dir + "/state.json";
+      restore();  // (after the signal mask: the threads it starts inherit it)
+    }
     return {};
   }
 
@@ -179,7 +187,7 @@ class DaemonImpl final : public Daemon {
       bool lingering = false;  // closed connections whose process still holds TCS
       {
         std::lock_guard lock(mu_);
-        for (auto& c : clients_) lingering |= c->closed && !c->dead && !c->leases.empty();
+        for (auto& c : clients_) lingering |= c->closed && !c->dead && !c->adopted && !c->leases.empty();
       }
       const int ready = poll(fds.data(), fds.size(), lingering ? 500 : -1);
       if (ready < 0) {
@@ -270,6 +278,7 @@ class DaemonImpl final : public Daemon {
         if (gone) done.push_back(c);
         return gone;
       });
+      if (!done.empty()) save_state_locked();
     }
     for (auto& c : done) {
       if (c->thread.joinable()) c->thread.join();
@@ -302,6 +311,7 @@ class DaemonImpl final : public Daemon {
       return;
     }
     c->pid = cred->pid;
+    c->start_time = process_start_time(c->pid);
     c->who = *who;
     if (c->who.uid != 0 && c->who.uid != geteuid() && c->who.gid != socket_gid_ &&
         std::find(c->who.groups.begin(), c->who.groups.end(), socket_gid_) == c->who.groups.end()) {
@@ -340,6 +350,183 @@ class DaemonImpl final : public Daemon {
     if (options_.verbose) log("pid %d (uid %u) connected", c->pid, c->who.uid);
     clients_.push_back(c);
     c->thread = std::thread([this, c] { serve_connection(c); });
+  }
+
+  // ---- State that outlives the daemon ------------------------------------------
+
+  // Writes what a restarted daemon needs (mu_ held). A failure is logged;
+  // serving goes on.
+  void save_state_locked() {
+    if (state_path_.empty()) return;
+    SavedState s;
+    s.next_id = next_id_;
+    s.next_base = next_base_;
+    for (const auto& w : warm_) {
+      SavedEnclave e;
+      e.id = w->id;
+      e.image = w->image;
+      e.file_dev = w->stamp.dev;
+      e.file_ino = w->stamp.ino;
+      e.file_size = static_cast<uint64_t>(w->stamp.size);
+      e.file_mtime_ns = w->stamp.mtime_ns;
+      e.mrenclave = w->mrenclave;
+      e.domain = w->domain;
+      e.loaded_by = w->loaded_by;
+      e.base = w->ctl->enclave().base();
+      e.heap_size = w->ctl->heap_size();
+      e.control_token = w->ctl->control_token();
+      e.memory_ino = w->memory_ino;
+      e.control_ino = w->control_ino;
+      e.lease = w->lease;
+      s.enclaves.push_back(std::move(e));
+    }
+    for (const auto& c : clients_) {
+      if (c->dead || (c->leases.empty() && c->contexts.empty())) continue;
+      s.clients.push_back(SavedClient{c->pid, c->start_time, c->who.uid, c->who.gid, c->name, c->leases, c->contexts});
+    }
+    Status st = save_state(state_path_, s);
+    if (!st.ok() && st.message() != last_state_error_) log("cannot save state: %s", st.message().c_str());
+    last_state_error_ = st.ok() ? "" : st.message();
+  }
+
+  // Descriptors of process `pid` whose files have these inodes, taken into
+  // this process (pidfd_getfd): the enclave memory and control memory.
+  static Result<host::AttachHandles> take_back_memory(int pidfd, pid_t pid, uint64_t memory_ino, uint64_t control_ino,
+                                                      uint64_t base) {
+    const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+    int found[2] = {-1, -1};
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+      struct stat st {};
+      if (stat(entry.path().c_str(), &st) != 0) continue;
+      const int num = std::atoi(entry.path().filename().c_str());
+      if (st.st_ino == memory_ino && found[0] < 0) found[0] = num;
+      if (st.st_ino == control_ino && found[1] < 0) found[1] = num;
+    }
+    if (found[0] < 0 || found[1] < 0) return Status(Code::kNotFound, "pid " + std::to_string(pid) + " holds no such enclave");
+    host::AttachHandles h;
+    for (int num : found) {
+      int fd = static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, num, 0));
+      if (fd < 0) {
+        const int err = errno;
+        for (int got : h.fds) close(got);
+        return io_error("pidfd_getfd from pid " + std::to_string(pid), err);
+      }
+      fcntl(fd, F_SETFD, FD_CLOEXEC);
+      h.fds.push_back(fd);
+    }
+    struct stat st {};
+    fstat(h.fds[0], &st);
+    h.base = base;
+    h.size = static_cast<uint64_t>(st.st_size);
+    return h;
+  }
+
+  // After a restart: takes back the enclaves that processes still map (from
+  // one of those processes), keeps the leases of the processes that still
+  // run (watching them again), and recovers the TCS and contexts of those
+  // that ended meanwhile. Enclaves nobody maps any more are gone with their
+  // memory: they are forgotten. A damaged state file is set aside.
+  void restore() {
+    auto loaded = load_state(state_path_);
+    if (!loaded.ok()) {
+      log("ignoring the saved state: %s (kept as %s.damaged)", loaded.status().message().c_str(), state_path_.c_str());
+      rename(state_path_.c_str(), (state_path_ + ".damaged").c_str());
+      return;
+    }
+    if (!*loaded) return;
+    SavedState& s = **loaded;
+    std::lock_guard lock(mu_);
+    next_id_ = std::max(next_id_, s.next_id);
+    next_base_ = std::max(next_base_, s.next_base);
+    std::vector<std::shared_ptr<Client>> restored;
+    for (SavedClient& sc : s.clients) {
+      auto c = std::make_shared<Client>();
+      c->pid = sc.pid;
+      c->start_time = sc.start_time;
+      c->who.uid = sc.uid;
+      c->who.gid = sc.gid;
+      c->name = sc.name;
+      c->leases = sc.leases;
+      c->contexts = sc.contexts;
+      c->adopted = true;
+      c->closed = true;
+      c->serial = next_serial_++;
+      int pfd = static_cast<int>(syscall(SYS_pidfd_open, sc.pid, 0));
+      if (pfd >= 0 && sc.start_time != 0 && process_start_time(sc.pid) == sc.start_time) {
+        c->pidfd.reset(pfd);
+      } else {
+        if (pfd >= 0) close(pfd);
+        c->dead = true;
+      }
+      restored.push_back(std::move(c));
+    }
+    for (SavedEnclave& se : s.enclaves) {
+      std::unique_ptr<ControlledEnclave> ctl;
+      for (auto& c : restored) {
+        if (c->dead || (!c->leases.count(se.id) && !c->contexts.count(se.id))) continue;
+        auto h = take_back_memory(c->pidfd.get(), c->pid, se.memory_ino, se.control_ino, se.base);
+        if (!h.ok()) continue;
+        auto adopted = ControlledEnclave::adopt(*backend_, *h, se.control_token, se.heap_size, se.id);
+        for (int fd : h->fds) close(fd);
+        if (adopted.ok()) {
+          ctl = std::move(adopted).value();
+          break;
+        }
+        log("enclave %u: taking it back from pid %d failed: %s", se.id, c->pid, adopted.status().message().c_str());
+      }
+      if (!ctl || ctl->tcs_count() != se.lease.size() || sgx::to_hex(ctl->enclave().mrenclave()) != se.mrenclave) {
+        log("enclave %u (%s) retired: no running process maps it any more", se.id, se.image.c_str());
+        for (auto& c : restored) {
+          c->leases.erase(se.id);
+          c->contexts.erase(se.id);
+        }
+        continue;
+      }
+      auto w = std::make_unique<Warm>();
+      w->id = se.id;
+      w->image = se.image;
+      w->stamp = FileStamp{static_cast<dev_t>(se.file_dev), static_cast<ino_t>(se.file_ino),
+                           static_cast<off_t>(se.file_size), se.file_mtime_ns};
+      w->mrenclave = se.mrenclave;
+      w->domain = se.domain;
+      w->loaded_by = se.loaded_by;
+      w->memory_ino = se.memory_ino;
+      w->control_ino = se.control_ino;
+      w->ctl = std::move(ctl);
+      w->lease = se.lease;
+      // A TCS marked leased that no saved process holds was being leased
+      // when the old daemon died: nobody got its token; take it back.
+      for (uint32_t i = 0; i < w->lease.size(); ++i) {
+        if (w->lease[i] <= 0) continue;
+        const bool held = std::any_of(restored.begin(), restored.end(), [&](const std::shared_ptr<Client>& c) {
+          auto it = c->leases.find(se.id);
+          return it != c->leases.end() && std::count(it->second.begin(), it->second.end(), i);
+        });
+        if (held) continue;
+        Status st = w->ctl->reset_dead_thread(i);
+        if (st.ok()) st = w->ctl->control(i, abi::kEcallBindTcs, {0, 0, 0, 0}).status();
+        w->lease[i] = st.ok() ? 0 : kOutOfService;
+      }
+      log("enclave %u (%s) taken back after a restart", w->id, w->image.c_str());
+      warm_.push_back(std::move(w));
+    }
+    for (auto& c : restored) {
+      if (c->leases.empty() && c->contexts.empty()) continue;
+      clients_.push_back(c);
+      if (c->dead) {
+        recoveries_.emplace_back([this, c] {
+          recover(*c);
+          std::lock_guard l(mu_);
+          c->recovered = true;
+          finished_recoveries_.insert(std::this_thread::get_id());
+          wake_main();
+        });
+      } else {
+        log("pid %d (%s) is still attached; watching it again", c->pid, c->name.c_str());
+      }
+    }
+    save_state_locked();
   }
 
   // ---- One connection ---------------------------------------------------------
@@ -551,10 +738,18 @@ class DaemonImpl final : public Daemon {
     w->ctl = std::move(built).value();
     w->mrenclave = sgx::to_hex(w->ctl->enclave().mrenclave());
     w->lease.assign(w->ctl->tcs_count(), 0);
+    if (auto h = w->ctl->enclave().export_handles(); h.ok() && h->fds.size() == 2) {
+      struct stat a {}, b {};
+      if (fstat(h->fds[0], &a) == 0 && fstat(h->fds[1], &b) == 0) {
+        w->memory_ino = a.st_ino;
+        w->control_ino = b.st_ino;
+      }
+    }
     log("loaded %s as enclave %u for trust domain %s (MRENCLAVE %s, %llu MiB, %zu TCS)", name.c_str(), w->id,
         domain.c_str(), w->mrenclave.c_str(), static_cast<unsigned long long>(w->ctl->enclave().size() >> 20),
         w->lease.size());
     warm_.push_back(std::move(w));
+    save_state_locked();
     return describe(*warm_.back(), c.who);
   }
 
@@ -611,8 +806,7 @@ class DaemonImpl final : public Daemon {
 
   // The arena each attached process gets inside the enclave.
   static uint64_t arena_bytes(const Warm& w) {
-    const image::EnclaveConfig& cfg = w.ctl->image().layout.config();
-    uint64_t b = cfg.heap_size / (uint64_t{cfg.tcs_count} + 1);
+    uint64_t b = w.ctl->heap_size() / (uint64_t{w.ctl->tcs_count()} + 1);
     b = std::min<uint64_t>(b, 64ull << 20) & ~uint64_t{4095};
     return b;
   }
@@ -663,6 +857,7 @@ class DaemonImpl final : public Daemon {
       c.leases[w.id].push_back(got[k]);
       c.tokens[{w.id, got[k]}] = tokens[k];
     }
+    save_state_locked();
     return got;
   }
 
@@ -787,6 +982,7 @@ class DaemonImpl final : public Daemon {
     if (last && !list.empty()) end_context(c, w, list.back(), false);
     std::lock_guard lock(mu_);
     for (uint32_t i : list) w.lease[i] = 0;
+    save_state_locked();
     return {};
   }
 
@@ -856,6 +1052,7 @@ class DaemonImpl final : public Daemon {
     if (last && !freed.empty()) end_context(c, *w, freed.back(), false);
     std::lock_guard lock(mu_);
     for (uint32_t i : freed) w->lease[i] = 0;
+    save_state_locked();
   }
 
   // Clients whose connection closed while a thread was inside hold TCS
@@ -864,7 +1061,7 @@ class DaemonImpl final : public Daemon {
   void sweep_closed_clients() {
     std::lock_guard lock(mu_);
     for (auto& c : clients_) {
-      if (!c->closed || c->dead || c->sweeping || c->leases.empty()) continue;
+      if (!c->closed || c->dead || c->sweeping || c->adopted || c->leases.empty()) continue;
       c->sweeping = true;
       recoveries_.emplace_back([this, c] {
         {
@@ -962,6 +1159,7 @@ class DaemonImpl final : public Daemon {
       for (uint32_t i : bad) w->lease[i] = kOutOfService;
       for (uint32_t i : list) c.tokens.erase({id, i});
       c.leases.erase(id);
+      save_state_locked();
     }
     if (n) log("pid %d (%s) ended; %zu TCS recovered", c.pid, c.name.c_str(), n);
   }
@@ -974,6 +1172,8 @@ class DaemonImpl final : public Daemon {
   UniqueFd wake_;
   std::string pid_file_;
   gid_t socket_gid_ = 0;
+  std::string state_path_;
+  std::string last_state_error_;
   std::chrono::steady_clock::time_point last_sweep_{};
 
   std::mutex mu_;  // everything below

@@ -14,6 +14,7 @@
 #include <fstream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "daemon_fixture.h"
@@ -41,9 +42,21 @@ class OwnDaemon {
     chmod(dir_.c_str(), 0755);
     socket_ = dir_ + "/d.sock";
     std::ofstream(dir_ + "/teemated.toml") << config;
+    start();
+  }
+  void start() {
     pid_ = spawn({build_dir() + "/bin/teemated", "--socket", socket_, "--state-dir", dir_ + "/state", "--config",
                   dir_ + "/teemated.toml", "--socket-group", std::to_string(kClients)});
-    for (int i = 0; i < 300 && !fs::exists(socket_); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    for (int i = 0; i < 300 && !answers(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  void kill9() {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  bool answers() const {
+    auto s = protocol::connect_unix(socket_);
+    return s.ok() && protocol::call(s->get(), protocol::make_request("hello", {{"client", "probe"}}), {}, 2000).ok();
   }
   ~OwnDaemon() {
     if (pid_ > 0) {
@@ -81,6 +94,9 @@ bool can_change_uid() {
 
 const char* kTeamConfig =
     "[limits]\nmax_connections_per_uid = 8\n\n[trust_domains.team]\nuids = [1001, 1002]\n";
+
+// {tcs_free, tcs_total, attached processes} of the first enclave `d` lists.
+std::tuple<uint64_t, uint64_t, size_t> tcs_of(const OwnDaemon& d);
 
 // A client as a raw protocol peer of `d` (root).
 protocol::UniqueFd connect_hello(const OwnDaemon& d) {
@@ -278,6 +294,78 @@ TEST(SharedAccess, ASocketDirectoryOfAnotherUserIsRefused) {
   EXPECT_EQ(rc, 1) << out;
   EXPECT_NE(out.find("writable by others without the sticky bit"), std::string::npos) << out;
   fs::remove_all(dir);
+}
+
+std::tuple<uint64_t, uint64_t, size_t> tcs_of(const OwnDaemon& d) {
+  auto s = connect_hello(d);
+  if (!s) return {0, 0, 0};
+  auto l = protocol::call(s.get(), protocol::make_request("list"), {}, 5000);
+  if (!l.ok() || l->body["enclaves"].empty()) return {0, 0, 0};
+  const auto& e = l->body["enclaves"][0];
+  return {e["tcs_free"].get<uint64_t>(), e["tcs_total"].get<uint64_t>(), e["attached"].size()};
+}
+
+// Defect 13: teemated killed with SIGKILL in the middle of traffic, then
+// started again: it takes back the enclave that processes still map (the
+// same enclave: its state carries on), watches those processes again,
+// recovers the one that died while it was down, and later the others.
+TEST(SharedAccess, ARestartedDaemonTakesBackWhatItHad) {
+  OwnDaemon d("");
+  ASSERT_TRUE(d.up());
+  int rc = 0;
+  const uint64_t before = std::stoull(run(d.as(0, {client(), "count", "10", image()}), &rc));
+  ASSERT_EQ(rc, 0);
+  int fds[3] = {-1, -1, -1};
+  pid_t sleeper = spawn(d.as(0, {client(), "sleep-attached", image()}), &fds[0]);
+  pid_t spinner = spawn(d.as(0, {client(), "spin", image()}), &fds[1]);
+  pid_t echoer = spawn(d.as(0, {client(), "echo-threads", "3", image()}), &fds[2]);
+  ASSERT_EQ(read_line(fds[0]), "attached");
+  ASSERT_EQ(read_line(fds[1]), "inside");
+  ASSERT_EQ(read_line(fds[2]), "running");
+  d.kill9();
+  // While the daemon is down: one client dies (mid-echo), the others go on.
+  kill(echoer, SIGKILL);
+  waitpid(echoer, nullptr, 0);
+  d.start();
+  ASSERT_TRUE(d.answers()) << "teemated did not restart";
+  uint64_t free_tcs = 0, total = 0;
+  size_t attached = 0;
+  for (int i = 0; i < 250; ++i) {
+    std::tie(free_tcs, total, attached) = tcs_of(d);
+    if (total && free_tcs == total - 2) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(total, 8u) << "the enclave was not taken back";
+  EXPECT_EQ(free_tcs, total - 2) << "the 3 TCS of the process that died meanwhile were not recovered";
+  EXPECT_EQ(attached, 2u);
+  // The same enclave: the shared counter carries on.
+  EXPECT_EQ(std::stoull(run(d.as(0, {client(), "count", "1", image()}), &rc)), before + 1);
+  EXPECT_EQ(rc, 0);
+  // The processes attached before the restart are recovered when they end.
+  kill(spinner, SIGKILL);
+  kill(sleeper, SIGKILL);
+  waitpid(spinner, nullptr, 0);
+  waitpid(sleeper, nullptr, 0);
+  for (int i = 0; i < 250 && std::get<0>(tcs_of(d)) != total; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(std::get<0>(tcs_of(d)), total);
+  for (int fd : fds) close(fd);
+}
+
+TEST(SharedAccess, ADamagedStateFileIsSetAside) {
+  OwnDaemon d("");
+  ASSERT_TRUE(d.up());
+  int rc = 0;
+  run(d.as(0, {client(), "count", "1", image()}), &rc);
+  ASSERT_EQ(rc, 0);
+  d.kill9();
+  std::ofstream(d.dir() + "/state/state.json") << "{\"version\": 1, \"next_id\": \"two\"}";
+  d.start();
+  EXPECT_TRUE(d.answers()) << "a damaged state file kept teemated from starting";
+  EXPECT_TRUE(fs::exists(d.dir() + "/state/state.json.damaged"));
+  EXPECT_EQ(run(d.as(0, {client(), "count", "1", image()}), &rc), "1\n") << "a fresh enclave, not a half-restored one";
+  EXPECT_EQ(rc, 0);
 }
 
 }  // namespace

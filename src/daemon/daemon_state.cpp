@@ -1,0 +1,243 @@
+// teemated's state file (see daemon_state.h).
+#include "daemon/daemon_state.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+namespace teemate::daemon {
+namespace {
+
+using nlohmann::json;
+constexpr int kStateVersion = 1;
+
+std::string hex64(uint64_t v) {
+  char b[17];
+  std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(v));
+  return b;
+}
+
+// Typed reads that never throw; each failure names the field.
+struct Reader {
+  std::string where;
+  Status error;
+  bool ok() const { return error.ok(); }
+  const json* field(const json& o, const char* k) {
+    if (!error.ok()) return nullptr;
+    if (!o.is_object() || !o.contains(k)) {
+      error = corrupt(where + ": field '" + k + "' is missing");
+      return nullptr;
+    }
+    return &o[k];
+  }
+  uint64_t u64(const json& o, const char* k) {
+    const json* v = field(o, k);
+    if (!v) return 0;
+    if (!v->is_number_unsigned()) {
+      error = corrupt(where + ": field '" + k + "' must be an unsigned integer");
+      return 0;
+    }
+    return v->get<uint64_t>();
+  }
+  int64_t i64(const json& o, const char* k) {
+    const json* v = field(o, k);
+    if (!v) return 0;
+    if (!v->is_number_integer()) {
+      error = corrupt(where + ": field '" + k + "' must be an integer");
+      return 0;
+    }
+    return v->get<int64_t>();
+  }
+  std::string str(const json& o, const char* k) {
+    const json* v = field(o, k);
+    if (!v) return "";
+    if (!v->is_string()) {
+      error = corrupt(where + ": field '" + k + "' must be a string");
+      return "";
+    }
+    return v->get<std::string>();
+  }
+  const json& arr(const json& o, const char* k) {
+    static const json empty = json::array();
+    const json* v = field(o, k);
+    if (!v) return empty;
+    if (!v->is_array()) {
+      error = corrupt(where + ": field '" + k + "' must be an array");
+      return empty;
+    }
+    return *v;
+  }
+  const json& obj(const json& o, const char* k) {
+    static const json empty = json::object();
+    const json* v = field(o, k);
+    if (!v) return empty;
+    if (!v->is_object()) {
+      error = corrupt(where + ": field '" + k + "' must be an object");
+      return empty;
+    }
+    return *v;
+  }
+  uint32_t key_u32(const std::string& s) {
+    char* end = nullptr;
+    errno = 0;
+    unsigned long v = std::strtoul(s.c_str(), &end, 10);
+    if (s.empty() || *end || errno || v > UINT32_MAX) error = corrupt(where + ": '" + s + "' is not an enclave id");
+    return static_cast<uint32_t>(v);
+  }
+};
+
+json to_json(const SavedState& s) {
+  json enclaves = json::array();
+  for (const SavedEnclave& e : s.enclaves) {
+    json token = json::array();
+    for (uint64_t w : e.control_token) token.push_back(hex64(w));
+    enclaves.push_back(json{{"id", e.id},
+                            {"image", e.image},
+                            {"file", {{"dev", e.file_dev}, {"ino", e.file_ino}, {"size", e.file_size}, {"mtime_ns", e.file_mtime_ns}}},
+                            {"mrenclave", e.mrenclave},
+                            {"trust_domain", e.domain},
+                            {"loaded_by", e.loaded_by},
+                            {"base", e.base},
+                            {"heap_size", e.heap_size},
+                            {"control_token", token},
+                            {"memory_ino", e.memory_ino},
+                            {"control_ino", e.control_ino},
+                            {"lease", e.lease}});
+  }
+  json clients = json::array();
+  for (const SavedClient& c : s.clients) {
+    json leases = json::object(), contexts = json::object();
+    for (const auto& [id, l] : c.leases) leases[std::to_string(id)] = l;
+    for (const auto& [id, h] : c.contexts) contexts[std::to_string(id)] = h;
+    clients.push_back(json{{"pid", c.pid}, {"start_time", c.start_time}, {"uid", c.uid}, {"gid", c.gid},
+                           {"name", c.name}, {"leases", leases}, {"contexts", contexts}});
+  }
+  return json{{"version", kStateVersion}, {"next_id", s.next_id}, {"next_base", s.next_base},
+              {"enclaves", enclaves}, {"clients", clients}};
+}
+
+Result<SavedState> from_json(const json& j, const std::string& path) {
+  Reader r{path, {}};
+  SavedState s;
+  if (r.i64(j, "version") != kStateVersion && r.ok()) return corrupt(path + ": unknown state version");
+  s.next_id = static_cast<uint32_t>(r.u64(j, "next_id"));
+  s.next_base = r.u64(j, "next_base");
+  for (const json& e : r.arr(j, "enclaves")) {
+    SavedEnclave x;
+    x.id = static_cast<uint32_t>(r.u64(e, "id"));
+    x.image = r.str(e, "image");
+    const json& f = r.obj(e, "file");
+    x.file_dev = r.u64(f, "dev");
+    x.file_ino = r.u64(f, "ino");
+    x.file_size = r.u64(f, "size");
+    x.file_mtime_ns = r.i64(f, "mtime_ns");
+    x.mrenclave = r.str(e, "mrenclave");
+    x.domain = r.str(e, "trust_domain");
+    x.loaded_by = static_cast<uint32_t>(r.u64(e, "loaded_by"));
+    x.base = r.u64(e, "base");
+    x.heap_size = r.u64(e, "heap_size");
+    const json& token = r.arr(e, "control_token");
+    if (r.ok() && token.size() != 4) return corrupt(path + ": a control token has 4 words");
+    for (size_t k = 0; r.ok() && k < 4; ++k) {
+      if (!token[k].is_string() || token[k].get<std::string>().size() != 16) return corrupt(path + ": bad control token");
+      x.control_token[k] = std::strtoull(token[k].get<std::string>().c_str(), nullptr, 16);
+    }
+    x.memory_ino = r.u64(e, "memory_ino");
+    x.control_ino = r.u64(e, "control_ino");
+    for (const json& l : r.arr(e, "lease")) {
+      if (!l.is_number_integer() || l.get<int64_t>() < -1 || l.get<int64_t>() > INT32_MAX) {
+        return corrupt(path + ": a lease must be a pid, 0 or -1");
+      }
+      x.lease.push_back(static_cast<int32_t>(l.get<int64_t>()));
+    }
+    if (!r.ok()) return r.error;
+    s.enclaves.push_back(std::move(x));
+  }
+  for (const json& c : r.arr(j, "clients")) {
+    SavedClient x;
+    x.pid = static_cast<int32_t>(r.u64(c, "pid"));
+    x.start_time = r.u64(c, "start_time");
+    x.uid = static_cast<uint32_t>(r.u64(c, "uid"));
+    x.gid = static_cast<uint32_t>(r.u64(c, "gid"));
+    x.name = r.str(c, "name");
+    for (const auto& [k, v] : r.obj(c, "leases").items()) {
+      const uint32_t id = r.key_u32(k);
+      if (!v.is_array()) return corrupt(path + ": leases of enclave " + k + " must be an array");
+      for (const json& i : v) {
+        if (!i.is_number_unsigned() || i.get<uint64_t>() > UINT32_MAX) return corrupt(path + ": bad TCS index");
+        x.leases[id].push_back(static_cast<uint32_t>(i.get<uint64_t>()));
+      }
+    }
+    for (const auto& [k, v] : r.obj(c, "contexts").items()) {
+      const uint32_t id = r.key_u32(k);
+      if (!v.is_number_unsigned()) return corrupt(path + ": a context handle must be an unsigned integer");
+      x.contexts[id] = v.get<uint64_t>();
+    }
+    if (!r.ok()) return r.error;
+    if (x.pid <= 0) return corrupt(path + ": a client pid must be positive");
+    s.clients.push_back(std::move(x));
+  }
+  if (!r.ok()) return r.error;
+  return s;
+}
+
+}  // namespace
+
+Status save_state(const std::string& path, const SavedState& state) {
+  const std::string text = to_json(state).dump(1);
+  const std::string tmp = path + ".tmp";
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return io_error("cannot write " + tmp, errno);
+  size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int err = errno;
+      close(fd);
+      return io_error("cannot write " + tmp, err);
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (close(fd) != 0 || rename(tmp.c_str(), path.c_str()) != 0) return io_error("cannot write " + path, errno);
+  return {};
+}
+
+Result<std::optional<SavedState>> load_state(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    if (errno == ENOENT) return std::optional<SavedState>();
+    return io_error("cannot read " + path, errno);
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  json j = json::parse(ss.str(), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return corrupt(path + ": not a JSON object");
+  TM_ASSIGN_OR_RETURN(SavedState s, from_json(j, path));
+  return std::optional<SavedState>(std::move(s));
+}
+
+uint64_t process_start_time(pid_t pid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  std::ifstream in(path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // The command name may hold spaces and parentheses: fields resume after the last ')'.
+  const size_t close = text.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream rest(text.substr(close + 1));
+  std::string field;
+  for (int i = 3; i <= 22 && rest >> field; ++i) {
+    if (i == 22) return std::strtoull(field.c_str(), nullptr, 10);
+  }
+  return 0;
+}
+
+}  // namespace teemate::daemon
