@@ -2,6 +2,7 @@
 // main(argc, argv) in a fresh enclave with stdio wired through; the exit
 // status is main's return value. Thin: all work is in the host runtime.
 #include <cstdio>
+#include <cstdlib>
 
 #include "cli/commands.h"
 #include "teemate/enclave.h"
@@ -46,7 +47,12 @@ void register_enclave(CLI::App& app) {
                   "With --shared: when every TCS of the warm enclave is leased, wait up to SECONDS for one to come "
                   "free (0: fail at once).")
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 86400.0));
+      ->check(CLI::Range(0.0, 86400.0))
+      ->check([](const std::string& v) -> std::string {
+        // CLI::Range lets "nan" through (every comparison with NaN is false).
+        const double d = std::strtod(v.c_str(), nullptr);
+        return d >= 0 && d <= 86400 ? "" : "--wait must be a number of seconds from 0 to 86400";
+      });
   run->add_option("--socket", opts->socket, "teemated's control socket (with --shared; default $TEEMATE_SOCKET or "
                                              "/run/teemate/teemated.sock).");
   run->footer(

@@ -66,6 +66,7 @@ Result<DaemonConfig> parse_daemon_config(const std::string& text, const std::str
         const std::string name = "limits." + std::string(lk.str());
         Status st;
         if (lk.str() == "max_enclaves") st = limit(lnode, name, 1, 64, &c.limits.max_enclaves);
+        else if (lk.str() == "max_enclaves_per_uid") st = limit(lnode, name, 1, 64, &c.limits.max_enclaves_per_uid);
         else if (lk.str() == "max_instances_per_image") st = limit(lnode, name, 1, 64, &c.limits.max_instances_per_image);
         else if (lk.str() == "max_builds_per_uid") st = limit(lnode, name, 1, 64, &c.limits.max_builds_per_uid);
         else if (lk.str() == "max_connections_per_uid") st = limit(lnode, name, 1, 4096, &c.limits.max_connections_per_uid);

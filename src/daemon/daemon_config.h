@@ -25,6 +25,7 @@ struct TrustDomain {
 
 struct DaemonLimits {
   uint32_t max_enclaves = 32;             // warm enclaves in all
+  uint32_t max_enclaves_per_uid = 8;      // warm enclaves one user loaded
   uint32_t max_instances_per_image = 4;   // of one MRENCLAVE in one domain ("new": true)
   uint32_t max_builds_per_uid = 2;        // enclave builds of one user at once
   uint32_t max_connections_per_uid = 128; // open connections of one user
@@ -38,6 +39,7 @@ struct DaemonConfig {
 // The file's contents, e.g.
 //   [limits]
 //   max_enclaves = 32
+//   max_enclaves_per_uid = 8
 //   [trust_domains.functions]
 //   uids = [1000, 1001]
 //   gids = [2000]

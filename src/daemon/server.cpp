@@ -87,6 +87,7 @@ struct Warm {
   std::unique_ptr<ControlledEnclave> ctl;
   std::vector<int32_t> lease;  // per TCS: 0 free, a pid, kOutOfService
   uint64_t memory_ino = 0, control_ino = 0;  // to find its descriptors in a client after a restart
+  std::chrono::steady_clock::time_point last_used = std::chrono::steady_clock::now();
 };
 
 struct Client {
@@ -515,13 +516,7 @@ class DaemonImpl final : public Daemon {
       if (c->leases.empty() && c->contexts.empty()) continue;
       clients_.push_back(c);
       if (c->dead) {
-        recoveries_.emplace_back([this, c] {
-          recover(*c);
-          std::lock_guard l(mu_);
-          c->recovered = true;
-          finished_recoveries_.insert(std::this_thread::get_id());
-          wake_main();
-        });
+        start_recovery_locked(c);
       } else {
         log("pid %d (%s) is still attached; watching it again", c->pid, c->name.c_str());
       }
@@ -676,6 +671,12 @@ class DaemonImpl final : public Daemon {
       return Status(Code::kSecurity, "load: uid " + std::to_string(c.who.uid) + " is not a member of trust domain '" +
                                          domain + "'");
     }
+    // Opened for reading: an O_PATH descriptor (which needs no read
+    // permission) must not reach a warm enclave by its file's identity.
+    const int mode = fcntl(in[0].get(), F_GETFL);
+    if (mode < 0 || (mode & O_PATH) || ((mode & O_ACCMODE) != O_RDONLY && (mode & O_ACCMODE) != O_RDWR)) {
+      return invalid_argument("load: the image descriptor must be open for reading");
+    }
     FileStamp stamp;
     off_t size = 0;
     if (!stamp_of_fd(in[0].get(), &stamp, &size)) return invalid_argument("load: the descriptor is not a regular file");
@@ -700,9 +701,16 @@ class DaemonImpl final : public Daemon {
         if (!q.fresh) return describe(*w, c.who);
         ++instances;
       }
-      if (warm_.size() + building_ >= config_.limits.max_enclaves) {
+      const auto mine = std::count_if(warm_.begin(), warm_.end(), [&](const auto& w) { return w->loaded_by == c.who.uid; });
+      if (static_cast<uint64_t>(mine) + builds_by_uid_[c.who.uid] >= config_.limits.max_enclaves_per_uid &&
+          !evict_idle_locked(c.who.uid)) {
+        return resource_error("load: uid " + std::to_string(c.who.uid) + " has " + std::to_string(mine) +
+                              " warm enclaves in use already (limits.max_enclaves_per_uid = " +
+                              std::to_string(config_.limits.max_enclaves_per_uid) + ")");
+      }
+      if (warm_.size() + building_ >= config_.limits.max_enclaves && !evict_idle_locked(std::nullopt)) {
         return resource_error("load: teemated keeps " + std::to_string(warm_.size()) +
-                              " enclaves already (limits.max_enclaves = " +
+                              " enclaves in use already (limits.max_enclaves = " +
                               std::to_string(config_.limits.max_enclaves) + ")");
       }
       if (instances >= config_.limits.max_instances_per_image) {
@@ -753,6 +761,27 @@ class DaemonImpl final : public Daemon {
     return describe(*warm_.back(), c.who);
   }
 
+  // Makes room by dropping the warm enclave (of `uid`, or anyone's) that
+  // has been idle longest: no process leases a TCS of it or has a context
+  // or an attachment in it. False when every candidate is in use (mu_ held).
+  bool evict_idle_locked(std::optional<uid_t> uid) {
+    Warm* victim = nullptr;
+    for (auto& w : warm_) {
+      if (uid && w->loaded_by != *uid) continue;
+      if (std::any_of(w->lease.begin(), w->lease.end(), [](int32_t l) { return l != 0; })) continue;
+      const bool used = std::any_of(clients_.begin(), clients_.end(), [&](const std::shared_ptr<Client>& c) {
+        return c->leases.count(w->id) || c->contexts.count(w->id);
+      });
+      if (used) continue;
+      if (!victim || w->last_used < victim->last_used) victim = w.get();
+    }
+    if (!victim) return false;
+    log("enclave %u (%s) evicted: idle, and room was needed", victim->id, victim->image.c_str());
+    std::erase_if(warm_, [&](const std::unique_ptr<Warm>& w) { return w.get() == victim; });
+    save_state_locked();
+    return true;
+  }
+
   Result<json> list(Client& c) {
     std::lock_guard lock(mu_);
     json arr = json::array();
@@ -774,7 +803,10 @@ class DaemonImpl final : public Daemon {
     Warm* found = nullptr;
     if (which.id) {
       found = by_id(*which.id);
-      if (!found) return Status(Code::kNotFound, "no enclave " + std::to_string(*which.id));
+      if (!found) {
+        return Status(Code::kNotFound, "no enclave " + std::to_string(*which.id) + " in a trust domain of uid " +
+                                           std::to_string(c.who.uid) + " (not a member of its domain, or no such enclave)");
+      }
     } else if (which.mrenclave) {
       const std::string hex = sgx::to_hex(std::vector<uint8_t>(which.mrenclave->begin(), which.mrenclave->end()));
       // Several instances may share a MRENCLAVE: the one with most free TCS
@@ -797,9 +829,10 @@ class DaemonImpl final : public Daemon {
       if (!found) return Status(Code::kNotFound, "no enclave " + std::to_string(id));
     }
     if (!is_member(config_, found->domain, c.who)) {
-      return Status(Code::kSecurity, "enclave " + std::to_string(found->id) + " belongs to trust domain '" +
-                                         found->domain + "', which uid " + std::to_string(c.who.uid) +
-                                         " is not a member of");
+      // The same answer as for an enclave that does not exist: ids of other
+      // domains are not theirs to probe.
+      return Status(Code::kNotFound, "no enclave " + std::to_string(found->id) + " in a trust domain of uid " +
+                                         std::to_string(c.who.uid) + " (not a member of its domain, or no such enclave)");
     }
     return found;
   }
@@ -853,6 +886,7 @@ class DaemonImpl final : public Daemon {
     }
     std::lock_guard lock(mu_);
     c.contexts[w.id] = context;
+    w.last_used = std::chrono::steady_clock::now();
     for (size_t k = 0; k < got.size(); ++k) {
       c.leases[w.id].push_back(got[k]);
       c.tokens[{w.id, got[k]}] = tokens[k];
@@ -986,21 +1020,29 @@ class DaemonImpl final : public Daemon {
     return {};
   }
 
-  // Does process c still map enclave memory at `base`? A process that
-  // called execve (or unmapped it) has no thread inside any more, whatever
-  // the TCS busy flags say. Unknown (say, /proc unreadable) counts as yes.
-  bool still_maps(const Client& c, uint64_t base) {
-    char path[64];
-    std::snprintf(path, sizeof path, "/proc/%d/maps", c.pid);
-    FILE* f = std::fopen(path, "re");
-    if (!f) return true;
+  // Can a thread of process c still be inside the enclave at `base`? Not
+  // when no thread of it maps the enclave any more (it replaced itself with
+  // execve, or unmapped it); each thread is checked, since while a killed
+  // process is torn down some threads have left its memory and others not.
+  // A process that has ended (or that we cannot look at) counts as "maybe":
+  // its recovery is the pidfd's business.
+  bool may_be_inside(const Client& c, uint64_t base) {
     char want[32];
     const int n = std::snprintf(want, sizeof want, "%llx-", static_cast<unsigned long long>(base));
-    char line[512];
-    bool found = false;
-    while (!found && std::fgets(line, sizeof line, f)) found = std::strncmp(line, want, static_cast<size_t>(n)) == 0;
-    std::fclose(f);
-    if (found) return true;
+    const std::string tasks = "/proc/" + std::to_string(c.pid) + "/task";
+    std::error_code ec;
+    bool any_task = false;
+    for (const auto& t : std::filesystem::directory_iterator(tasks, ec)) {
+      any_task = true;
+      FILE* f = std::fopen((t.path() / "maps").c_str(), "re");
+      if (!f) return true;
+      char line[512];
+      bool found = false;
+      while (!found && std::fgets(line, sizeof line, f)) found = std::strncmp(line, want, static_cast<size_t>(n)) == 0;
+      std::fclose(f);
+      if (found) return true;
+    }
+    if (ec || !any_task) return true;
     // Only if that pid is still our process (not ended, not reused).
     int pidfd;
     {
@@ -1022,22 +1064,29 @@ class DaemonImpl final : public Daemon {
       w = by_id(id);
     }
     if (!w) return;
-    std::vector<uint32_t> freed;
-    std::optional<bool> mapped;
+    std::vector<uint32_t> freed, reset;
+    std::optional<bool> maybe_inside;
     for (uint32_t i : list) {
       if (!w->ctl->enclave().tcs_busy(i) && w->ctl->control(i, abi::kEcallBindTcs, {0, 0, 0, 0}).ok()) {
         freed.push_back(i);
         continue;
       }
-      if (!mapped) mapped = still_maps(c, w->ctl->enclave().base());
-      if (*mapped) continue;
+      if (!maybe_inside) maybe_inside = may_be_inside(c, w->ctl->enclave().base());
+      if (*maybe_inside) continue;
+      // The thread is gone. Its TCS stays bound until the context ends, so
+      // that ending it finds the locks that thread held.
       Status st = w->ctl->reset_dead_thread(i);
-      if (st.ok()) st = w->ctl->control(i, abi::kEcallBindTcs, {0, 0, 0, 0}).status();
       if (st.ok()) {
-        log("enclave %u: pid %d no longer maps the enclave (execve?); TCS %u recovered", w->id, c.pid, i);
-        freed.push_back(i);
+        log("enclave %u: no thread of pid %d maps the enclave any more (execve?); TCS %u recovered", w->id, c.pid, i);
+        reset.push_back(i);
       }
     }
+    if (!reset.empty() && reset.size() + freed.size() < list.size()) {
+      // Cannot happen (no thread of it maps the enclave, so none is inside),
+      // but never end a context early: unbind them one by one instead.
+      std::erase_if(reset, [&](uint32_t i) { return !w->ctl->control(i, abi::kEcallBindTcs, {0, 0, 0, 0}).ok(); });
+    }
+    freed.insert(freed.end(), reset.begin(), reset.end());
     bool last;
     {
       std::lock_guard lock(mu_);
@@ -1116,6 +1165,11 @@ class DaemonImpl final : public Daemon {
     if (c->dead) return;
     c->dead = true;
     if (c->sock) shutdown(c->sock.get(), SHUT_RDWR);  // its connection thread ends too
+    start_recovery_locked(c);
+  }
+
+  // A thread that recovers what the ended process c held (mu_ held).
+  void start_recovery_locked(const std::shared_ptr<Client>& c) {
     recoveries_.emplace_back([this, c] {
       recover(*c);
       std::lock_guard l(mu_);

@@ -23,3 +23,12 @@ execute_process(COMMAND ${TEEMATE} enclave run /nonexistent.tme RESULT_VARIABLE 
 if(rc EQUAL 0)
   message(FATAL_ERROR "a missing image must fail")
 endif()
+# --wait takes seconds from 0 to 86400; "nan" (which a plain range check
+# lets through) and negative values are usage errors.
+foreach(bad nan -1 inf 90000)
+  execute_process(COMMAND ${TEEMATE} enclave run --shared --wait ${bad} ${IMAGE}
+    RESULT_VARIABLE rc ERROR_VARIABLE err OUTPUT_QUIET)
+  if(NOT rc EQUAL 2)
+    message(FATAL_ERROR "--wait ${bad} must be a usage error (exit 2), got ${rc}: ${err}")
+  endif()
+endforeach()

@@ -130,7 +130,8 @@ TEST(SharedAccess, OnlyMembersOfATrustDomainLoadSeeOrAttach) {
   EXPECT_EQ(out, "\n") << "uid 1003 saw enclaves of another domain: " << out;
   out = run(d.as(kMallory, {client(), "attach-id", std::to_string(root_enclave), image()}), &rc, true);
   EXPECT_NE(rc, 0);
-  EXPECT_NE(out.find("not a member"), std::string::npos) << out;
+  EXPECT_NE(out.find("not a member of its domain, or no such enclave"), std::string::npos) << out;
+  EXPECT_EQ(out.find("uid:0"), std::string::npos) << "the error names another user's domain: " << out;
   out = run(d.as(kMallory, {client(), "attach-mr", mr, image()}), &rc, true);
   EXPECT_NE(rc, 0);
   EXPECT_NE(out.find("no warm enclave with MRENCLAVE"), std::string::npos) << out;
@@ -165,6 +166,18 @@ TEST(SharedAccess, ALoadReadsTheImageWithTheClientsOwnRights) {
   std::string out = run(d.as(kAlice, {client(), "count", "1", secret + "/app.tme"}), &rc, true);
   EXPECT_NE(rc, 0) << "uid 1001 loaded an image inside a root-only directory";
   EXPECT_NE(out.find("Permission denied"), std::string::npos) << out;
+  // Nor through a descriptor opened without read access (O_PATH), even
+  // once the image is warm in its domain.
+  const std::string readable = d.dir() + "/app-0600.tme";
+  fs::copy_file(image(), readable);
+  chmod(readable.c_str(), 0600);
+  ASSERT_EQ(chown(readable.c_str(), kAlice, kAlice), 0);
+  out = run(d.as(kAlice, {client(), "count", "1", readable}), &rc, true);
+  ASSERT_EQ(rc, 0) << out;
+  ASSERT_EQ(chown(readable.c_str(), 0, 0), 0);  // no longer readable by Alice
+  out = run(d.as(kAlice, {client(), "load-opath", readable}), &rc, true);
+  EXPECT_NE(rc, 0) << out;
+  EXPECT_NE(out.find("must be open for reading"), std::string::npos) << out;
   // Naming the path without the descriptor gets nothing either.
   out = run(d.as(kAlice, {client(), "load-path-only", secret + "/app.tme"}), &rc, true);
   EXPECT_NE(rc, 0);
@@ -366,6 +379,34 @@ TEST(SharedAccess, ADamagedStateFileIsSetAside) {
   EXPECT_TRUE(fs::exists(d.dir() + "/state/state.json.damaged"));
   EXPECT_EQ(run(d.as(0, {client(), "count", "1", image()}), &rc), "1\n") << "a fresh enclave, not a half-restored one";
   EXPECT_EQ(rc, 0);
+}
+
+// Found by the hostile review: one user filled every warm-enclave slot with
+// "new" loads and locked everyone else out. Each user now has a limit of
+// its own, and idle enclaves give way when room is needed.
+TEST(SharedAccess, EachUserHasAnEnclaveLimitAndIdleEnclavesGiveWay) {
+  if (!can_change_uid()) GTEST_SKIP() << "cannot run clients as other users here (setpriv needs root)";
+  OwnDaemon d("[limits]\nmax_enclaves = 4\nmax_enclaves_per_uid = 2\nmax_instances_per_image = 8\n");
+  ASSERT_TRUE(d.up());
+  int fd = -1;
+  pid_t alice = spawn(d.as(kAlice, {client(), "load-new-hold", "3", hello_image()}), &fd);
+  EXPECT_EQ(read_line(fd), "ok ok limit exceeded") << "Alice went over her own limit";
+  // Bob is not locked out by Alice.
+  int rc = 0;
+  std::string out = run(d.as(kBob, {client(), "count", "1", image()}), &rc, true);
+  EXPECT_EQ(rc, 0) << out;
+  kill(alice, SIGKILL);
+  waitpid(alice, nullptr, 0);
+  close(fd);
+  // Alice's enclaves are idle now: her next loads evict them instead of failing.
+  for (int i = 0; i < 250 && std::get<0>(tcs_of(d)) != std::get<1>(tcs_of(d)); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  alice = spawn(d.as(kAlice, {client(), "load-new-hold", "2", hello_image()}), &fd);
+  EXPECT_EQ(read_line(fd), "ok ok") << "idle enclaves did not give way";
+  kill(alice, SIGKILL);
+  waitpid(alice, nullptr, 0);
+  close(fd);
 }
 
 }  // namespace

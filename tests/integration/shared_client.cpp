@@ -2,6 +2,8 @@
 // teemated and does one thing, for the shared-enclave tests:
 //   count N IMAGE        add N to the enclave's shared counter, print it
 //   spin IMAGE           print "inside", then loop inside an ECALL forever
+//   handoff IMAGE        connect, then let a forked child attach over that
+//                        connection and loop inside; print "inside CHILDPID"
 //   foreign IMAGE        act as a hostile co-tenant: enter every TCS without a
 //                        token, with ours on TCS not leased to us, and make
 //                        every control ECALL; print what the enclave allowed
@@ -29,6 +31,10 @@
 //   load-path-only IMAGE a load naming IMAGE without its descriptor
 //   hold-connections N IMAGE  open N connections at once; print how many
 //                        were served a hello
+//   load-new-hold N IMAGE load N fresh instances of IMAGE ("new": true) and
+//                        lease a TCS of each; print "ok" or the error code of
+//                        each, then sleep holding them
+//   load-opath IMAGE     a load whose descriptor is O_PATH (no read access)
 // Socket from $TEEMATE_SOCKET. Exit status 0 on success.
 #include <fcntl.h>
 #include <sys/wait.h>
@@ -40,6 +46,7 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <array>
 #include <atomic>
 #include <vector>
 
@@ -60,41 +67,80 @@ int fail(const std::string& what) {
   return 1;
 }
 
+// An attachment made by hand (below the public API), over connection sock.
+struct HandAttached {
+  std::unique_ptr<host::Backend> backend;
+  std::unique_ptr<host::BackendEnclave> enclave;
+  nlohmann::json reply;
+};
+Result<HandAttached> attach_by_hand(int sock, const std::string& image) {
+  if (!protocol::call(sock, protocol::make_request("hello", {{"client", "by-hand"}})).ok()) return internal_error("hello");
+  protocol::UniqueFd file(open(image.c_str(), O_RDONLY | O_CLOEXEC));
+  const int fds[] = {file.get()};
+  TM_ASSIGN_OR_RETURN(auto loaded, protocol::call(sock, protocol::make_request("load", {{"image", image}}), fds));
+  TM_ASSIGN_OR_RETURN(auto att, protocol::call(sock, protocol::make_request(
+                                                         "attach", {{"enclave", loaded.body["enclave"]}, {"tcs", 1}})));
+  host::AttachHandles h;
+  for (auto& fd : att.fds) h.fds.push_back(fd.get());
+  h.base = att.body["base"].get<uint64_t>();
+  h.size = att.body["size"].get<uint64_t>();
+  HandAttached a;
+  TM_ASSIGN_OR_RETURN(a.backend, host::open_backend("sim"));
+  TM_ASSIGN_OR_RETURN(a.enclave, a.backend->attach(h));
+  a.reply = att.body;
+  return a;
+}
+
+std::array<uint64_t, 4> token_of(const nlohmann::json& tcs) {
+  const std::string hex = tcs["token"].get<std::string>();
+  return {std::strtoull(hex.substr(0, 16).c_str(), nullptr, 16), std::strtoull(hex.substr(16, 16).c_str(), nullptr, 16),
+          0, 0};
+}
+
+// A process connects, then hands its connection to a child (fork) that
+// attaches over it and loops inside an ECALL; the parent then waits to be
+// killed. The daemon takes the attachment for the parent's.
+int handoff(const std::string& image) {
+  auto sock = protocol::connect_unix(default_daemon_socket());
+  if (!sock.ok()) return fail(sock.status().message());
+  pid_t child = fork();
+  if (child < 0) return fail("fork");
+  if (child == 0) {
+    auto a = attach_by_hand(sock->get(), image);
+    if (!a.ok()) std::_Exit(fail(a.status().message()));
+    const auto token = token_of(a->reply["tcs"][0]);
+    std::printf("inside %d\n", getpid());
+    std::fflush(stdout);
+    host::EnterContext ctx{};
+    testing::raw_ecall(*a->enclave, a->reply["tcs"][0]["address"].get<uint64_t>(), kEcallSpin, &ctx, token.data());
+    std::_Exit(fail("the spin returned"));
+  }
+  for (;;) pause();
+}
+
 // Attaches by hand (below the public API) so that it can try TCS that the
 // daemon did not lease to this process.
 int foreign(const std::string& image) {
   auto sock = protocol::connect_unix(default_daemon_socket());
   if (!sock.ok()) return fail(sock.status().message());
-  if (!protocol::call(sock->get(), protocol::make_request("hello", {{"client", "foreign"}})).ok()) return fail("hello");
-  protocol::UniqueFd file(open(image.c_str(), O_RDONLY | O_CLOEXEC));
-  const int fds[] = {file.get()};
-  auto loaded = protocol::call(sock->get(), protocol::make_request("load", {{"image", image}}), fds);
-  if (!loaded.ok()) return fail(loaded.status().message());
-  auto att = protocol::call(sock->get(), protocol::make_request("attach", {{"enclave", loaded->body["enclave"]}, {"tcs", 1}}));
-  if (!att.ok()) return fail(att.status().message());
-  host::AttachHandles h;
-  for (auto& fd : att->fds) h.fds.push_back(fd.get());
-  h.base = att->body["base"].get<uint64_t>();
-  h.size = att->body["size"].get<uint64_t>();
-  auto backend = host::open_backend("sim");
-  if (!backend.ok()) return fail(backend.status().message());
-  auto e = (*backend)->attach(h);
-  if (!e.ok()) return fail(e.status().message());
-  const uint64_t mine = att->body["tcs"][0]["address"].get<uint64_t>();
-  const std::string hex = att->body["tcs"][0]["token"].get<std::string>();
-  const uint64_t token[4] = {std::strtoull(hex.substr(0, 16).c_str(), nullptr, 16),
-                             std::strtoull(hex.substr(16, 16).c_str(), nullptr, 16), 0, 0};
+  auto a = attach_by_hand(sock->get(), image);
+  if (!a.ok()) return fail(a.status().message());
+  host::BackendEnclave& e = *a->enclave;
+  const nlohmann::json& reply = a->reply;
+  const uint64_t mine = reply["tcs"][0]["address"].get<uint64_t>();
+  const auto token_words = token_of(reply["tcs"][0]);
+  const uint64_t* token = token_words.data();
   auto status_of = [](const host::EnterContext& ctx) -> int64_t {
     if (ctx.out_rdi == host::kExitEncluFault) return -1;  // busy
     return ctx.out_rdi == abi::kExitReturn ? static_cast<int32_t>(ctx.out_rsi) : -2;
   };
   int own_ok = 0, refused_untokened = 0, refused_foreign = 0, refused_control = 0, control_tries = 0;
-  for (uint32_t i = 0; i < (*e)->tcs_count(); ++i) {
-    const uint64_t tcs = (*e)->tcs_address(i);
+  for (uint32_t i = 0; i < e.tcs_count(); ++i) {
+    const uint64_t tcs = e.tcs_address(i);
     host::EnterContext ctx{};
-    testing::raw_ecall(**e, tcs, kEcallAdd, &ctx);
+    testing::raw_ecall(e, tcs, kEcallAdd, &ctx);
     refused_untokened += status_of(ctx) == abi::kErrDenied;
-    testing::raw_ecall(**e, tcs, kEcallAdd, &ctx, token);
+    testing::raw_ecall(e, tcs, kEcallAdd, &ctx, token);
     if (tcs == mine) {
       if (status_of(ctx) != abi::kOk) return fail("our own TCS refused our token: " + std::to_string(status_of(ctx)));
       ++own_ok;
@@ -107,7 +153,7 @@ int foreign(const std::string& image) {
       for (const uint64_t* auth : {static_cast<const uint64_t*>(nullptr), token}) {
         for (uint64_t handle : {uint64_t{0}, (uint64_t{1} << 32) | 1, (uint64_t{1} << 32) | 2, (uint64_t{2} << 32) | 1}) {
           const uint64_t scalars[4] = {handle, 1, 1, 0};
-          testing::raw_ecall(**e, tcs, id, &ctx, auth, scalars);
+          testing::raw_ecall(e, tcs, id, &ctx, auth, scalars);
           ++control_tries;
           refused_control += status_of(ctx) == abi::kErrDenied;
         }
@@ -115,7 +161,7 @@ int foreign(const std::string& image) {
     }
   }
   std::printf("own %d untokened-refused %d foreign-refused %d control-refused %d/%d of %u\n", own_ok,
-              refused_untokened, refused_foreign, refused_control, control_tries, (*e)->tcs_count());
+              refused_untokened, refused_foreign, refused_control, control_tries, e.tcs_count());
   return 0;
 }
 
@@ -139,6 +185,27 @@ int raw_protocol(const std::string& cmd, const std::string& arg, const std::stri
   if (cmd == "load-path-only") {
     auto r = protocol::call(sock->get(), protocol::make_request("load", {{"image", image}}));
     return r.ok() ? 0 : fail(r.status().message());
+  }
+  if (cmd == "load-opath") {
+    protocol::UniqueFd f(open(image.c_str(), O_PATH | O_CLOEXEC));
+    const int fds[] = {f.get()};
+    auto r = protocol::call(sock->get(), protocol::make_request("load", {{"image", image}}), fds);
+    return r.ok() ? 0 : fail(r.status().message());
+  }
+  if (cmd == "load-new-hold") {
+    std::string line;
+    for (int i = 0; i < std::atoi(arg.c_str()); ++i) {
+      protocol::UniqueFd f(open(image.c_str(), O_RDONLY | O_CLOEXEC));
+      const int fds[] = {f.get()};
+      auto r = protocol::call(sock->get(), protocol::make_request("load", {{"image", image}, {"new", true}}), fds);
+      if (r.ok()) {
+        r = protocol::call(sock->get(), protocol::make_request("attach", {{"enclave", r->body["enclave"]}, {"tcs", 1}}));
+      }
+      line += (line.empty() ? "" : " ") + std::string(r.ok() ? "ok" : code_name(r.status().code()));
+    }
+    std::printf("%s\n", line.c_str());
+    std::fflush(stdout);
+    for (;;) pause();
   }
   auto l = protocol::call(sock->get(), protocol::make_request("list"));
   if (!l.ok()) return fail(l.status().message());
@@ -164,7 +231,9 @@ int main(int argc, char** argv) {
   std::string cmd = argv[1];
   const std::string image = argv[argc - 1];
   if (cmd == "foreign") return foreign(image);
-  if (cmd == "list-ids" || cmd == "list-attached" || cmd == "load-path-only" || cmd == "hold-connections") {
+  if (cmd == "handoff") return handoff(image);
+  if (cmd == "list-ids" || cmd == "list-attached" || cmd == "load-path-only" || cmd == "hold-connections" ||
+      cmd == "load-new-hold" || cmd == "load-opath") {
     return raw_protocol(cmd, argc > 3 ? argv[2] : "", image);
   }
   AttachOptions o;

@@ -6,6 +6,8 @@
 // back at their baseline. The storm's seed is printed, and can be replayed
 // with TEEMATE_STORM_SEED.
 #include <gtest/gtest.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -207,6 +209,90 @@ TEST_F(SharedRecoveryTest, ExecveWhileInsideGivesTheTcsBack) {
   close(fd);
   EXPECT_EQ(run({client(), "count", "1", image()}, &rc).empty(), false);
   EXPECT_EQ(rc, 0);
+}
+
+// Everything a process writes until EOF, or until `ms` passed.
+std::string read_until_eof(int fd, int ms) {
+  std::string text;
+  const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return text + "<timed out>";
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    char buf[512];
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) return text;
+    text.append(buf, static_cast<size_t>(n));
+  }
+}
+
+// Found by the hostile review of issue 11: a process killed while its write
+// OCALL blocks (its stdout a full pipe) holds the enclave's stdout lock.
+// Another process waiting for that lock must go on at once, and must not
+// print what the dead one had pending.
+TEST_F(SharedRecoveryTest, KilledInItsWriteOcallReleasesStdoutAndLeavesNothingBehind) {
+  const std::string teemate = build_dir() + "/bin/teemate";
+  int rc = 0;
+  run({teemate, "enclave", "run", "--shared", hello_image()}, &rc);
+  ASSERT_EQ(rc, 0);
+  for (int round = 0; round < 3; ++round) {
+    int full[2];
+    ASSERT_EQ(pipe2(full, O_NONBLOCK | O_CLOEXEC), 0);
+    char junk[4096] = {};
+    while (write(full[1], junk, sizeof junk) > 0) {
+    }
+    fcntl(full[1], F_SETFL, 0);  // now the next write blocks
+    pid_t p1 = fork();
+    ASSERT_GE(p1, 0);
+    if (p1 == 0) {
+      dup2(full[1], 1);
+      execl(teemate.c_str(), teemate.c_str(), "enclave", "run", "--shared", hello_image().c_str(), "--", "one",
+            static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    close(full[1]);
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));  // p1 is blocked in its write OCALL
+    int out = -1;
+    pid_t p2 = spawn({teemate, "enclave", "run", "--shared", hello_image(), "--", "two"}, &out);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // p2 waits for the stdout lock
+    kill(p1, SIGKILL);
+    waitpid(p1, nullptr, 0);
+    close(full[0]);
+    const std::string text = read_until_eof(out, 10000);
+    close(out);
+    int status = 0;
+    waitpid(p2, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "round " << round << ": " << text;
+    EXPECT_EQ(text, "Hello from inside the enclave!\n  argv[1] = two\n") << "round " << round;
+  }
+}
+
+// Found by the hostile review: a process hands its connection to a child,
+// which attaches over it and loops inside the enclave; the daemon takes the
+// attachment for the parent's. When the parent dies, its TCS must not be
+// reclaimed while the child's thread runs on it (two threads on one TCS, a
+// context freed under a running thread).
+TEST_F(SharedRecoveryTest, AHandedOffConnectionNeverPutsTwoThreadsOnOneTcs) {
+  int rc = 0;
+  run({client(), "count", "0", image()}, &rc);
+  ASSERT_EQ(rc, 0);
+  const uint64_t total = tcs_free_total().second;
+  int fd = -1;
+  pid_t parent = spawn({client(), "handoff", image()}, &fd);
+  const std::string line = read_line(fd);
+  ASSERT_EQ(line.rfind("inside ", 0), 0u) << line;
+  const pid_t child = static_cast<pid_t>(std::stol(line.substr(7)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // it prints just before it enters
+  kill(parent, SIGKILL);
+  waitpid(parent, nullptr, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(tcs_free_total().first, total - 1) << "the TCS a live thread is inside was handed out again";
+  // Every other TCS serves as before; asking for all of them fails cleanly.
+  std::string out = run({client(), "threads", std::to_string(total - 1), "50", image()}, &rc);
+  EXPECT_EQ(rc, 0) << out;
+  kill(child, SIGKILL);
+  close(fd);
 }
 
 }  // namespace

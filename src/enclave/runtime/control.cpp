@@ -27,6 +27,7 @@ int claim_control(const uint64_t token[4]) {
     return abi::kErrDenied;  // another daemon already holds this enclave
   }
   memcpy(g_control_token, token, sizeof g_control_token);
+  teemate_stdio_make_unbuffered();
   __atomic_store_n(&g_control_state, kClaimed, __ATOMIC_RELEASE);
   return abi::kOk;
 }

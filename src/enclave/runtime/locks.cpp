@@ -65,6 +65,9 @@ void release_dead_locks(ThreadData* dead, uint32_t count) {
     auto* l = reinterpret_cast<tm_spinlock*>(p);
     if (__atomic_load_n(&l->owner, __ATOMIC_ACQUIRE) != id) continue;
     if (Heap* h = heap_of_lock(l)) heap_rollback(*h);
+    // Output the dead thread was writing is dropped, not handed to the
+    // next process (whose stdout it is not).
+    if (l == teemate_stdio_lock()) teemate_stdio_reset_streams();
     __atomic_store_n(&l->owner, 0, __ATOMIC_RELEASE);
   }
 }

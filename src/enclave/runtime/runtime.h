@@ -122,6 +122,9 @@ __attribute__((noreturn)) void teemate_eexit(uint64_t reason, uint64_t value);
 void teemate_abort_stub(void);
 void teemate_reset_stub(void);
 void teemate_reset_thread(void);
+tm_spinlock* teemate_stdio_lock(void);
+void teemate_stdio_reset_streams(void);
+void teemate_stdio_make_unbuffered(void);
 }
 
 #endif

@@ -94,6 +94,8 @@ struct musl_file* volatile __stderr_used = &__stderr_FILE;
  * reset by the next thread that takes it. */
 static uint32_t g_depth;
 static tm_spinlock g_lock = TM_SPINLOCK_INIT;
+static int g_shared; /* set by teemate_stdio_make_unbuffered */
+int fflush(void*);
 
 static uint64_t self_id(void) {
   uint64_t td;
@@ -117,8 +119,43 @@ void __unlockfile(struct musl_file* f) {
   if (--g_depth == 0) tm_spin_unlock(&g_lock);
 }
 
+/* The streams' lock, for recovery (locks.cpp). */
+tm_spinlock* teemate_stdio_lock(void) { return &g_lock; }
+
+/* A thread died holding the streams' lock (its process was killed, say in
+ * the middle of its write OCALL): what it left in the buffers is its own
+ * process's output and goes nowhere; the streams start again empty. */
+void teemate_stdio_reset_streams(void) {
+  struct musl_file* files[] = {&__stdout_FILE, &__stderr_FILE};
+  unsigned char* bufs[] = {stdout_buf + UNGET, stderr_buf + UNGET};
+  size_t sizes[] = {g_shared ? 0 : sizeof stdout_buf - UNGET, 0};
+  for (int i = 0; i < 2; ++i) {
+    struct musl_file* f = files[i];
+    f->buf = bufs[i];
+    f->buf_size = sizes[i];
+    f->wpos = f->wbase = f->wend = 0;
+    f->rpos = f->rend = 0;
+    f->flags &= ~(unsigned)F_ERR;
+    f->lockcount = 0;
+  }
+  g_depth = 0;
+}
+
+/* A shared enclave: processes must not see each other's output, so stdout
+ * keeps nothing buffered between calls (each printf leaves through its own
+ * thread's OCALL, to its own process). Called once, when the daemon claims
+ * the enclave, before any process attaches. */
+void teemate_stdio_make_unbuffered(void) {
+  __lockfile(&__stdout_FILE);
+  if (__stdout_FILE.wpos != __stdout_FILE.wbase) fflush(&__stdout_FILE);
+  g_shared = 1;
+  __stdout_FILE.buf_size = 0;
+  __stdout_FILE.lbf = -1;
+  __stdout_FILE.wpos = __stdout_FILE.wbase = __stdout_FILE.wend = 0;
+  __unlockfile(&__stdout_FILE);
+}
+
 /* Flushes buffered stdout (end of main, exit(), end of each ECALL). */
-int fflush(void*);
 void teemate_flush_stdio(void) {
   if (__stdout_FILE.wpos != __stdout_FILE.wbase) fflush(&__stdout_FILE);
 }

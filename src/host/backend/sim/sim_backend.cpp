@@ -10,6 +10,10 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
 #include <mutex>
 #include <vector>
 
@@ -41,6 +45,47 @@ int prot_of(uint8_t perm) {
   if (perm & sgx::kSecinfoW) p |= PROT_WRITE;
   if (perm & sgx::kSecinfoX) p |= PROT_EXEC;
   return p;
+}
+
+// Does thread `tid` of PID namespace `pidns` still run (exist and not a
+// zombie)? The namespace is found by its inode among the processes this
+// process may see; a thread that cannot be found counts as gone.
+bool thread_alive_here(const std::string& dir) {
+  std::ifstream in(dir + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t close = text.rfind(')');
+  if (close == std::string::npos || close + 2 >= text.size()) return false;
+  const char state = text[close + 2];
+  return state != 'Z' && state != 'X' && state != 'x';
+}
+
+bool thread_alive(uint64_t pidns, uint32_t tid) {
+  struct stat self {};
+  if (pidns == 0) return false;
+  if (stat("/proc/self/ns/pid", &self) == 0 && self.st_ino == pidns) {
+    return thread_alive_here("/proc/" + std::to_string(tid));
+  }
+  std::error_code ec;
+  for (const auto& p : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = p.path().filename();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    struct stat ns {};
+    if (stat((p.path() / "ns/pid").c_str(), &ns) != 0 || ns.st_ino != pidns) continue;
+    std::error_code ec2;
+    for (const auto& task : std::filesystem::directory_iterator(p.path() / "task", ec2)) {
+      std::ifstream st(task.path() / "status");
+      std::string line;
+      while (std::getline(st, line)) {
+        if (line.rfind("NSpid:", 0) != 0) continue;
+        const size_t last = line.find_last_of(" \t");
+        if (last != std::string::npos && std::strtoul(line.c_str() + last + 1, nullptr, 10) == tid) {
+          return thread_alive_here(task.path().string());
+        }
+        break;
+      }
+    }
+  }
+  return false;
 }
 
 class SimEnclave final : public BackendEnclave {
@@ -172,6 +217,12 @@ class SimEnclave final : public BackendEnclave {
     if (index >= state_.tcs_count) return invalid_argument("no TCS " + std::to_string(index));
     SimTcs& t = state_.tcs[index];
     uint32_t holder = t.busy.load(std::memory_order_acquire);
+    if (holder != 0 && thread_alive(t.holder_pidns.load(std::memory_order_relaxed), holder)) {
+      // Hardware would show the TCS busy as well: the thread inside is not
+      // the dead process's (a process it handed its connection to, say).
+      return Status(Code::kBusy, "TCS " + std::to_string(index) + " is in use by thread " + std::to_string(holder) +
+                                     ", which still runs; it is not reclaimed");
+    }
     if (holder != 0) {
       // The thread died inside: hardware would have taken an asynchronous
       // exit and saved its registers. Those are lost here, so the frame

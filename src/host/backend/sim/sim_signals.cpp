@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -115,6 +116,7 @@ struct HostThread {
   uint64_t fs = 0, gs = 0;
   uint32_t tid = 0;
   int32_t pid = 0;
+  uint64_t pidns = 0;  // inode of /proc/self/ns/pid (0 if /proc is not there)
 };
 thread_local HostThread t_host;
 
@@ -123,6 +125,8 @@ const HostThread& host_thread() {
     t_host.fs = rdfsbase();
     t_host.gs = rdgsbase();
     t_host.tid = current_tid();
+    struct stat ns {};
+    t_host.pidns = stat("/proc/self/ns/pid", &ns) == 0 ? ns.st_ino : 0;
     t_host.pid = static_cast<int32_t>(getpid());
     t_host.known = true;
   }
@@ -136,7 +140,9 @@ void forget_host_thread_in_child() { t_host.known = false; }
 bool claim_tcs(SimTcs* t) {
   const HostThread& h = host_thread();
   uint32_t expected = 0;
-  return t->busy.compare_exchange_strong(expected, h.tid, std::memory_order_acquire);
+  if (!t->busy.compare_exchange_strong(expected, h.tid, std::memory_order_acquire)) return false;
+  t->holder_pidns.store(h.pidns, std::memory_order_relaxed);
+  return true;
 }
 
 void save_host_and_block(SimTcs* t, ucontext_t* uc) {

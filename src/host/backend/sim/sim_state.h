@@ -33,7 +33,11 @@ struct SimTcs {
   // Leases are not enforced here, as hardware does not enforce them: any
   // process that maps the enclave may EENTER any TCS that is not busy. The
   // enclave enforces them (lease tokens, docs/threat-model.md).
-  uint64_t reserved;
+  //
+  // The PID namespace (inode of /proc/self/ns/pid) in which `busy` is the
+  // holder's thread id: with it the owner can tell a thread that died inside
+  // (whose TCS it may reclaim) from one that still runs, in any process.
+  std::atomic<uint64_t> holder_pidns;
 };
 static_assert(offsetof(SimTcs, host_fs) == 0 && offsetof(SimTcs, host_gs) == 8);
 static_assert(offsetof(SimTcs, enclave_gs) == 24);
