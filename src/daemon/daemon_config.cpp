@@ -5,10 +5,10 @@
 #include <sys/socket.h>
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 
 #include <toml++/toml.h>
+
+#include "host/image/file_util.h"
 
 namespace teemate::daemon {
 namespace {
@@ -103,12 +103,8 @@ Result<DaemonConfig> parse_daemon_config(const std::string& text, const std::str
 }
 
 Result<DaemonConfig> load_daemon_config(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return io_error("cannot read " + path, errno);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  if (ss.str().size() > (1u << 20)) return invalid_argument(path + ": larger than 1 MiB");
-  return parse_daemon_config(ss.str(), path);
+  TM_ASSIGN_OR_RETURN(std::string text, image::read_text_file(path, 1u << 20));
+  return parse_daemon_config(text, path);
 }
 
 Result<Caller> caller_of(int sock) {

@@ -7,10 +7,11 @@
 
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
+
+#include "host/image/file_util.h"
 
 namespace teemate::daemon {
 namespace {
@@ -211,14 +212,12 @@ Status save_state(const std::string& path, const SavedState& state) {
 }
 
 Result<std::optional<SavedState>> load_state(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) {
-    if (errno == ENOENT) return std::optional<SavedState>();
-    return io_error("cannot read " + path, errno);
+  auto text = image::read_text_file(path, 64u << 20);
+  if (!text.ok()) {
+    if (access(path.c_str(), F_OK) != 0 && errno == ENOENT) return std::optional<SavedState>();
+    return text.status();
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  json j = json::parse(ss.str(), nullptr, false);
+  json j = json::parse(*text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return corrupt(path + ": not a JSON object");
   TM_ASSIGN_OR_RETURN(SavedState s, from_json(j, path));
   return std::optional<SavedState>(std::move(s));
@@ -227,8 +226,9 @@ Result<std::optional<SavedState>> load_state(const std::string& path) {
 uint64_t process_start_time(pid_t pid) {
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
-  std::ifstream in(path);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto read = image::read_text_file(path);
+  if (!read.ok()) return 0;
+  const std::string& text = *read;
   // The command name may hold spaces and parentheses: fields resume after the last ')'.
   const size_t close = text.rfind(')');
   if (close == std::string::npos) return 0;

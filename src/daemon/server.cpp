@@ -50,6 +50,7 @@
 #include "host/backend/backend.h"
 #include "host/daemon/protocol.h"
 #include "host/daemon/requests.h"
+#include "host/image/file_util.h"
 #include "host/image/image_file.h"
 #include "host/runtime/image_loader.h"
 #include "sgx/measurement.h"
@@ -221,6 +222,19 @@ class DaemonImpl final : public Daemon {
  private:
   // ---- Lifecycle ----------------------------------------------------------
 
+  // The last line of defence of every thread: nothing it throws may end the
+  // daemon (and with it every attached process's recovery).
+  template <typename F>
+  void guarded(const char* what, F&& body) {
+    try {
+      body();
+    } catch (const std::exception& e) {
+      log("internal error in %s: %s", what, e.what());
+    } catch (...) {
+      log("internal error in %s", what);
+    }
+  }
+
   Status write_pid_file(const std::string& dir) {
     if (dir.empty()) return {};
     std::error_code ec;
@@ -350,7 +364,7 @@ class DaemonImpl final : public Daemon {
     c->serial = next_serial_++;
     if (options_.verbose) log("pid %d (uid %u) connected", c->pid, c->who.uid);
     clients_.push_back(c);
-    c->thread = std::thread([this, c] { serve_connection(c); });
+    c->thread = std::thread([this, c] { guarded("a connection", [&] { serve_connection(c); }); });
   }
 
   // ---- State that outlives the daemon ------------------------------------------
@@ -396,11 +410,10 @@ class DaemonImpl final : public Daemon {
                                                       uint64_t base) {
     const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
     int found[2] = {-1, -1};
-    std::error_code ec;
-    for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    for (const std::string& name : image::list_directory(dir)) {
       struct stat st {};
-      if (stat(entry.path().c_str(), &st) != 0) continue;
-      const int num = std::atoi(entry.path().filename().c_str());
+      if (stat((dir + "/" + name).c_str(), &st) != 0) continue;
+      const int num = std::atoi(name.c_str());
       if (st.st_ino == memory_ino && found[0] < 0) found[0] = num;
       if (st.st_ino == control_ino && found[1] < 0) found[1] = num;
     }
@@ -1030,11 +1043,10 @@ class DaemonImpl final : public Daemon {
     char want[32];
     const int n = std::snprintf(want, sizeof want, "%llx-", static_cast<unsigned long long>(base));
     const std::string tasks = "/proc/" + std::to_string(c.pid) + "/task";
-    std::error_code ec;
     bool any_task = false;
-    for (const auto& t : std::filesystem::directory_iterator(tasks, ec)) {
+    for (const std::string& t : image::list_directory(tasks)) {
       any_task = true;
-      FILE* f = std::fopen((t.path() / "maps").c_str(), "re");
+      FILE* f = std::fopen((tasks + "/" + t + "/maps").c_str(), "re");
       if (!f) return true;
       char line[512];
       bool found = false;
@@ -1042,7 +1054,7 @@ class DaemonImpl final : public Daemon {
       std::fclose(f);
       if (found) return true;
     }
-    if (ec || !any_task) return true;
+    if (!any_task) return true;
     // Only if that pid is still our process (not ended, not reused).
     int pidfd;
     {
@@ -1113,7 +1125,7 @@ class DaemonImpl final : public Daemon {
       if (!c->closed || c->dead || c->sweeping || c->adopted || c->leases.empty()) continue;
       c->sweeping = true;
       recoveries_.emplace_back([this, c] {
-        {
+        guarded("a sweep", [&] {
           std::lock_guard op(c->op_mu);
           std::map<uint32_t, std::vector<uint32_t>> leases;
           bool dead;
@@ -1125,7 +1137,7 @@ class DaemonImpl final : public Daemon {
           if (!dead) {
             for (const auto& [id, list] : leases) release_idle(*c, id, list);
           }
-        }
+        });
         std::lock_guard l(mu_);
         c->sweeping = false;
         finished_recoveries_.insert(std::this_thread::get_id());
@@ -1171,7 +1183,7 @@ class DaemonImpl final : public Daemon {
   // A thread that recovers what the ended process c held (mu_ held).
   void start_recovery_locked(const std::shared_ptr<Client>& c) {
     recoveries_.emplace_back([this, c] {
-      recover(*c);
+      guarded("a recovery", [&] { recover(*c); });
       std::lock_guard l(mu_);
       c->recovered = true;
       finished_recoveries_.insert(std::this_thread::get_id());

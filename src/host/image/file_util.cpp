@@ -3,6 +3,8 @@
 #include "host/image/file_util.h"
 
 #include <errno.h>
+#include <dirent.h>
+#include <string.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +83,34 @@ Result<std::vector<uint8_t>> read_file(const std::string& path, uint64_t max_siz
     done += static_cast<size_t>(n);
   }
   return out;
+}
+
+std::vector<std::string> list_directory(const std::string& path) {
+  std::vector<std::string> names;
+  DIR* d = ::opendir(path.c_str());
+  if (!d) return names;
+  while (struct dirent* e = ::readdir(d)) {
+    if (::strcmp(e->d_name, ".") != 0 && ::strcmp(e->d_name, "..") != 0) names.emplace_back(e->d_name);
+  }
+  ::closedir(d);
+  return names;
+}
+
+Result<std::string> read_text_file(const std::string& path, size_t max_size) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return io_error("cannot open " + path, errno);
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return io_error("cannot read " + path, errno);
+    }
+    if (n == 0) return out;
+    if (out.size() + static_cast<size_t>(n) > max_size) return resource_error(path + ": larger than the limit");
+    out.append(buf, static_cast<size_t>(n));
+  }
 }
 
 Status write_file_atomic(const std::string& path, std::span<const std::span<const uint8_t>> parts,

@@ -11,14 +11,13 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <string>
 #include <mutex>
 #include <vector>
 
 #include "host/backend/backend.h"
 #include "host/backend/sim/sim_keys.h"
+#include "host/image/file_util.h"
 #include "host/backend/sim/sim_state.h"
 #include "sgx/sigstruct.h"
 
@@ -51,8 +50,9 @@ int prot_of(uint8_t perm) {
 // zombie)? The namespace is found by its inode among the processes this
 // process may see; a thread that cannot be found counts as gone.
 bool thread_alive_here(const std::string& dir) {
-  std::ifstream in(dir + "/stat");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto read = image::read_text_file(dir + "/stat");
+  if (!read.ok()) return false;
+  const std::string& text = *read;
   const size_t close = text.rfind(')');
   if (close == std::string::npos || close + 2 >= text.size()) return false;
   const char state = text[close + 2];
@@ -65,23 +65,22 @@ bool thread_alive(uint64_t pidns, uint32_t tid) {
   if (stat("/proc/self/ns/pid", &self) == 0 && self.st_ino == pidns) {
     return thread_alive_here("/proc/" + std::to_string(tid));
   }
-  std::error_code ec;
-  for (const auto& p : std::filesystem::directory_iterator("/proc", ec)) {
-    const std::string name = p.path().filename();
-    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+  for (const std::string& name : image::list_directory("/proc")) {
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const std::string proc = "/proc/" + name;
     struct stat ns {};
-    if (stat((p.path() / "ns/pid").c_str(), &ns) != 0 || ns.st_ino != pidns) continue;
-    std::error_code ec2;
-    for (const auto& task : std::filesystem::directory_iterator(p.path() / "task", ec2)) {
-      std::ifstream st(task.path() / "status");
-      std::string line;
-      while (std::getline(st, line)) {
-        if (line.rfind("NSpid:", 0) != 0) continue;
-        const size_t last = line.find_last_of(" \t");
-        if (last != std::string::npos && std::strtoul(line.c_str() + last + 1, nullptr, 10) == tid) {
-          return thread_alive_here(task.path().string());
-        }
-        break;
+    if (stat((proc + "/ns/pid").c_str(), &ns) != 0 || ns.st_ino != pidns) continue;
+    for (const std::string& task_name : image::list_directory(proc + "/task")) {
+      const std::string task = proc + "/task/" + task_name;
+      auto status = image::read_text_file(task + "/status");
+      if (!status.ok()) continue;
+      const size_t at = status->find("\nNSpid:");
+      if (at == std::string::npos) continue;
+      const size_t eol = status->find('\n', at + 1);
+      const std::string line = status->substr(at + 1, eol == std::string::npos ? std::string::npos : eol - at - 1);
+      const size_t last = line.find_last_of(" \t");
+      if (last != std::string::npos && std::strtoul(line.c_str() + last + 1, nullptr, 10) == tid) {
+        return thread_alive_here(task);
       }
     }
   }
