@@ -29,6 +29,7 @@
 #include "host/daemon/protocol.h"
 #include "host/runtime/image_loader.h"
 #include "sgx/measurement.h"
+#include "sgx/sigstruct.h"
 
 namespace teemate {
 
@@ -140,8 +141,10 @@ class EnclaveImpl final : public Enclave {
     TM_ASSIGN_OR_RETURN(auto loaded, image::load_image(path));
     image_.emplace(std::move(loaded));
     if (!image_->file.is_signed) return invalid_argument(path + ": image is not signed (run `teemate sign`)");
-    // The signature first, as a loader on hardware would find out at EINIT.
-    TM_RETURN_IF_ERROR(image::check_image_signature(*image_));
+    // The SIGSTRUCT's own signature first (cheap); whether its ENCLAVEHASH
+    // is this image's measurement is EINIT's check, as on hardware (it
+    // needs the hashing that EADD/EEXTEND do anyway).
+    TM_RETURN_IF_ERROR(sgx::verify_sigstruct(image_->file.sigstruct).with_context(path + ": SIGSTRUCT"));
     TM_ASSIGN_OR_RETURN(backend_, host::open_backend(options.backend));
     const image::Layout& layout = image_->layout;
     TM_ASSIGN_OR_RETURN(enclave_, backend_->create(host::create_params_for(layout)));
