@@ -93,6 +93,19 @@ TEST_F(RuntimeTest, HostTimerHandlerNeverSeesEnclaveTls) {
   EXPECT_EQ(t_ticks_seen, g_ticks.load()) << "ticks were counted in another thread's (or the enclave's) TLS";
 }
 
+// Issue 11, defect 4: ids below 0x100 are the runtime's (its control
+// ECALLs among them); the public API refuses them before entering.
+TEST_F(RuntimeTest, RuntimeReservedIdsAreRefusedByTheHostApi) {
+  for (uint32_t id : {0u, 1u, 2u, 3u, 4u, 5u, 6u, 7u, 0xffu}) {
+    CallArgs a;
+    Status st = enclave_->call(id, a);
+    EXPECT_EQ(st.code(), Code::kInvalidArgument) << "id " << id;
+    EXPECT_NE(st.message().find("reserved to the runtime"), std::string::npos) << st.message();
+  }
+  CallArgs ok;
+  EXPECT_TRUE(enclave_->call(kEcallAdd, ok.scalar(0, 1).scalar(1, 1)).ok());
+}
+
 TEST_F(RuntimeTest, AddReturnsScalars) {
   CallArgs a;
   a.scalar(0, 40).scalar(1, 2);

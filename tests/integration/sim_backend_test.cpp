@@ -13,12 +13,15 @@
 
 #include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
 
 #include "common/enclave_abi.h"
 #include "host/backend/backend.h"
+#include "host/backend/sim/sim_state.h"
 #include "host/image/image_file.h"
 #include "host/runtime/image_loader.h"
 #include "sgx/sigstruct.h"
@@ -242,6 +245,38 @@ TEST_F(SimBackendTest, ProcessKilledInsideAnEcallIsRecovered) {
   EXPECT_EQ(raw_ecall(e, tcs0, kEcallAdd, &after), abi::kExitReturn);
   // The spinner's flag is still set (shared enclave state survives); release it.
   EXPECT_EQ(raw_ecall(e, e.tcs_address(1), kEcallRelease), abi::kExitReturn);
+}
+
+// Found by CI: a thread killed between EENTER's claim of the TCS and the
+// runtime's first instructions leaves a TCS whose thread data was never set
+// up; its recovery entry must set it up rather than give up (which left
+// the TCS at CSSA 1 for ever). The state is made by hand in the sim's
+// control memory: TCS 0, never entered, busy with a thread that is gone.
+TEST_F(SimBackendTest, AThreadKilledRightAfterEenterIsRecovered) {
+  auto b = build(*img_, params_of(img_->layout));
+  ASSERT_TRUE(b.ok());
+  ASSERT_TRUE(b->enclave->init(img_->file.sigstruct).ok());
+  host::BackendEnclave& e = *b->enclave;
+  pid_t gone = fork();
+  ASSERT_GE(gone, 0);
+  if (gone == 0) _exit(0);
+  waitpid(gone, nullptr, 0);
+  auto h = e.export_handles();
+  ASSERT_TRUE(h.ok());
+  struct stat cst {}, ns {};
+  ASSERT_EQ(fstat(h->fds[1], &cst), 0);
+  ASSERT_EQ(stat("/proc/self/ns/pid", &ns), 0);
+  void* c = mmap(nullptr, static_cast<size_t>(cst.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, h->fds[1], 0);
+  ASSERT_NE(c, MAP_FAILED);
+  auto* hd = static_cast<host::sim::SimControlHeader*>(c);
+  auto* tcs = reinterpret_cast<host::sim::SimTcs*>(static_cast<uint8_t*>(c) + hd->tcs_offset);
+  tcs[0].busy.store(static_cast<uint32_t>(gone));
+  tcs[0].holder_pidns.store(ns.st_ino);
+  EXPECT_EQ(recover(e, 0), abi::kExitReturn);
+  EXPECT_EQ(e.tcs_cssa(0), 0u) << "the recovery entry gave up on a TCS that was never set up";
+  host::EnterContext after{};
+  EXPECT_EQ(raw_ecall(e, e.tcs_address(0), kEcallAdd, &after), abi::kExitReturn);
+  munmap(c, static_cast<size_t>(cst.st_size));
 }
 
 TEST_F(SimBackendTest, ProcessKilledDuringAnOcallIsRecovered) {

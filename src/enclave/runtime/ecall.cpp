@@ -93,6 +93,16 @@ using namespace teemate::trts;
 
 extern "C" void teemate_flush_stdio(void);
 
+// The first entry on a TCS at CSSA > 0 (its first thread died before the
+// runtime ran): global and per-thread set-up. 1 on success.
+extern "C" int64_t teemate_late_thread_init(uint64_t tcs) {
+  ThreadData* td;
+  __asm__ volatile("rdgsbase %0" : "=r"(td));
+  if (!global_init()) return 0;
+  if (!td->initialized) thread_init(td, tcs);
+  return 1;
+}
+
 extern "C" int64_t teemate_ecall_entry(uint64_t reason, uint64_t frame_addr, uint64_t tcs) {
   ThreadData* td;
   __asm__ volatile("rdgsbase %0" : "=r"(td));

@@ -76,8 +76,25 @@ teemate_enclave_entry:
 .Lexception_entry:
     /* CSSA > 0: the state of the interrupted code is in SSA frame CSSA-1. */
     cmpq $0, %gs:TD_INITIALIZED
-    je .Lbad_state
-    mov %rax, %r9
+    jne 5f
+    /* The thread that held this TCS died before the runtime set the TCS up
+     * (between EENTER and its first instructions): set it up now, on the
+     * stack a first ECALL would use, so that recovery can run. */
+    rdgsbase %rsp
+    sub $TD_STACK_GAP, %rsp
+    push %rax
+    push %rdi
+    push %rsi
+    push %rbx
+    mov %rbx, %rdi
+    call teemate_late_thread_init
+    pop %rbx
+    pop %rsi
+    pop %rdi
+    test %rax, %rax
+    pop %rax
+    jz .Lbad_state
+5:  mov %rax, %r9
     dec %r9
     imul %gs:TD_SSA_FRAME_BYTES, %r9
     add %gs:TD_SSA_GPR0, %r9
