@@ -3,10 +3,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
+#include <map>
+#include <set>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -93,6 +96,41 @@ struct Reader {
     return static_cast<uint32_t>(v);
   }
 };
+
+// The cross-references a damaged or edited file could break: each is a
+// reason to set the whole file aside rather than use part of it.
+Status check_consistent(const SavedState& s) {
+  std::map<uint32_t, const SavedEnclave*> by_id;
+  for (const SavedEnclave& e : s.enclaves) {
+    if (e.id == 0 || e.id >= s.next_id) return corrupt("enclave id " + std::to_string(e.id) + " is not below next_id");
+    if (!by_id.emplace(e.id, &e).second) return corrupt("enclave " + std::to_string(e.id) + " appears twice");
+    if (e.lease.empty() || e.lease.size() > 4096) return corrupt("enclave " + std::to_string(e.id) + ": bad lease table");
+    if (e.base == 0 || (e.base & 4095) || e.heap_size > (uint64_t{64} << 30)) {
+      return corrupt("enclave " + std::to_string(e.id) + ": bad base or heap size");
+    }
+    for (const SavedEnclave& o : s.enclaves) {
+      if (&o != &e && o.base == e.base) return corrupt("two enclaves at one base");
+    }
+  }
+  std::set<int32_t> pids;
+  for (const SavedClient& c : s.clients) {
+    if (!pids.insert(c.pid).second) return corrupt("client pid " + std::to_string(c.pid) + " appears twice");
+    for (const auto& [id, list] : c.leases) {
+      auto it = by_id.find(id);
+      if (it == by_id.end()) return corrupt("pid " + std::to_string(c.pid) + " leases TCS of unknown enclave " + std::to_string(id));
+      for (uint32_t i : list) {
+        if (i >= it->second->lease.size() || it->second->lease[i] != c.pid) {
+          return corrupt("pid " + std::to_string(c.pid) + " holds TCS " + std::to_string(i) + " of enclave " +
+                         std::to_string(id) + ", which the lease table does not give it");
+        }
+      }
+    }
+    for (const auto& [id, h] : c.contexts) {
+      if (!by_id.count(id) || h == 0) return corrupt("pid " + std::to_string(c.pid) + ": bad context of enclave " + std::to_string(id));
+    }
+  }
+  return {};
+}
 
 json to_json(const SavedState& s) {
   json enclaves = json::array();
@@ -186,6 +224,7 @@ Result<SavedState> from_json(const json& j, const std::string& path) {
     s.clients.push_back(std::move(x));
   }
   if (!r.ok()) return r.error;
+  TM_RETURN_IF_ERROR(check_consistent(s).with_context(path));
   return s;
 }
 
@@ -212,6 +251,12 @@ Status save_state(const std::string& path, const SavedState& state) {
 }
 
 Result<std::optional<SavedState>> load_state(const std::string& path) {
+  struct stat st {};
+  if (lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return std::optional<SavedState>();
+    return io_error("cannot read " + path, errno);
+  }
+  if (!S_ISREG(st.st_mode)) return corrupt(path + ": not a regular file");
   auto text = image::read_text_file(path, 64u << 20);
   if (!text.ok()) {
     if (access(path.c_str(), F_OK) != 0 && errno == ENOENT) return std::optional<SavedState>();

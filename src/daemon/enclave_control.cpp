@@ -188,6 +188,19 @@ Result<std::array<uint64_t, 4>> ControlledEnclave::control_once(uint32_t i, uint
   return out;
 }
 
+bool ControlledEnclave::token_accepted() {
+  for (uint32_t i = 0; i < tcs_count(); ++i) {
+    if (enclave_->tcs_busy(i)) continue;
+    int32_t status = 0;
+    uint64_t fault = 0;
+    // Ending context 0 is refused as invalid, after the token was checked.
+    (void)control_once(i, abi::kEcallProcessEnd, {0, 0, 0, 0}, &status, &fault);
+    if (fault) continue;
+    return status != abi::kErrDenied;
+  }
+  return true;
+}
+
 Status ControlledEnclave::reset_dead_thread(uint32_t i) {
   TM_ASSIGN_OR_RETURN(uint32_t cssa, enclave_->reclaim_tcs(i));
   abi::CallFrame frame{};

@@ -51,6 +51,9 @@ class ControlledEnclave {
   // recovered yet) and a TCS that is momentarily busy are retried for up to
   // about two seconds, while other threads recover the dead.
   Result<std::array<uint64_t, 4>> control(uint32_t i, uint32_t id, std::array<uint64_t, 4> in);
+  // Does the enclave accept our control token? (A harmless control ECALL
+  // on an idle TCS; true when every TCS is busy and it cannot be asked.)
+  bool token_accepted();
   // TCS i of a process that has ended: reclaimed as the hardware's AEX
   // leaves it, recovery entries until CSSA is 0, then a reset ECALL. Takes
   // no enclave lock.

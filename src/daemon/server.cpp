@@ -30,6 +30,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -112,6 +113,14 @@ struct Client {
   std::map<uint32_t, std::vector<uint32_t>> leases;  // enclave id -> TCS indices
   std::map<uint32_t, uint64_t> contexts;             // enclave id -> process context handle
   std::map<std::pair<uint32_t, uint32_t>, Token128> tokens;  // (enclave, TCS) -> lease token
+  std::set<uint32_t> pinned;  // enclaves its loads returned: not evicted while it is connected
+};
+
+// A build in progress, for loads of the same image to wait for.
+struct PendingBuild {
+  uint32_t id = 0;
+  bool done = false;  // under DaemonImpl::mu_
+  Status result;
 };
 
 bool stamp_of_fd(int fd, FileStamp* out, off_t* size) {
@@ -489,8 +498,13 @@ class DaemonImpl final : public Daemon {
         }
         log("enclave %u: taking it back from pid %d failed: %s", se.id, c->pid, adopted.status().message().c_str());
       }
-      if (!ctl || ctl->tcs_count() != se.lease.size() || sgx::to_hex(ctl->enclave().mrenclave()) != se.mrenclave) {
-        log("enclave %u (%s) retired: no running process maps it any more", se.id, se.image.c_str());
+      const bool usable = ctl && ctl->tcs_count() == se.lease.size() &&
+                          sgx::to_hex(ctl->enclave().mrenclave()) == se.mrenclave &&
+                          se.heap_size < ctl->enclave().size() && ctl->token_accepted();
+      if (!usable) {
+        log("enclave %u (%s) retired: %s", se.id, se.image.c_str(),
+            ctl ? "the saved state does not match it (control token, TCS, MRENCLAVE or heap)"
+                : "no running process maps it any more");
         for (auto& c : restored) {
           c->leases.erase(se.id);
           c->contexts.erase(se.id);
@@ -697,7 +711,10 @@ class DaemonImpl final : public Daemon {
     if (!q.fresh) {
       std::lock_guard lock(mu_);
       for (auto& w : warm_) {
-        if (w->domain == domain && w->image == q.image && w->stamp == stamp) return describe(*w, c.who);
+        if (w->domain == domain && w->image == q.image && w->stamp == stamp) {
+          c.pinned.insert(w->id);
+          return describe(*w, c.who);
+        }
       }
     }
     TM_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, read_fd(in[0].get(), size));
@@ -706,12 +723,29 @@ class DaemonImpl final : public Daemon {
     const std::string mr = sgx::to_hex(img.layout.measure());
     uint32_t id = 0;
     uint64_t base = 0;
+    std::shared_ptr<PendingBuild> pending;
     {
-      std::lock_guard lock(mu_);
+      std::unique_lock lock(mu_);
+      // The same image is being built for another client of the domain:
+      // wait for that build instead of making a second one.
+      auto running = builds_.find({domain, mr});
+      if (!q.fresh && running != builds_.end()) {
+        std::shared_ptr<PendingBuild> other = running->second;
+        builds_done_.wait(lock, [&] { return other->done; });
+        if (!other->result.ok()) return other->result.with_context("load (built for another client)");
+        if (Warm* w = by_id(other->id)) {
+          c.pinned.insert(w->id);
+          return describe(*w, c.who);
+        }
+        return Status(Code::kBusy, "load: the enclave another client's load built is gone again; try again");
+      }
       uint32_t instances = 0;
       for (auto& w : warm_) {
         if (w->domain != domain || w->mrenclave != mr) continue;
-        if (!q.fresh) return describe(*w, c.who);
+        if (!q.fresh) {
+          c.pinned.insert(w->id);
+          return describe(*w, c.who);
+        }
         ++instances;
       }
       const auto mine = std::count_if(warm_.begin(), warm_.end(), [&](const auto& w) { return w->loaded_by == c.who.uid; });
@@ -738,6 +772,9 @@ class DaemonImpl final : public Daemon {
       ++builds_by_uid_[c.who.uid];
       ++building_;
       id = next_id_++;
+      pending = std::make_shared<PendingBuild>();
+      pending->id = id;
+      if (!q.fresh) builds_[{domain, mr}] = pending;
       // Shared enclaves live far from where clients' own mappings go (the
       // executable near 0x55..., libraries and mmaps below 0x7f...), so that
       // the same base is free in every process that attaches.
@@ -749,6 +786,11 @@ class DaemonImpl final : public Daemon {
     std::lock_guard lock(mu_);
     --builds_by_uid_[c.who.uid];
     --building_;
+    // Whoever waits for this build learns how it ended.
+    pending->done = true;
+    pending->result = built.ok() ? Status() : built.status().with_context(name);
+    if (auto it = builds_.find({domain, mr}); it != builds_.end() && it->second == pending) builds_.erase(it);
+    builds_done_.notify_all();
     if (!built.ok()) return built.status().with_context(name);
     auto w = std::make_unique<Warm>();
     w->id = id;
@@ -766,6 +808,7 @@ class DaemonImpl final : public Daemon {
         w->control_ino = b.st_ino;
       }
     }
+    c.pinned.insert(w->id);
     log("loaded %s as enclave %u for trust domain %s (MRENCLAVE %s, %llu MiB, %zu TCS)", name.c_str(), w->id,
         domain.c_str(), w->mrenclave.c_str(), static_cast<unsigned long long>(w->ctl->enclave().size() >> 20),
         w->lease.size());
@@ -782,8 +825,11 @@ class DaemonImpl final : public Daemon {
     for (auto& w : warm_) {
       if (uid && w->loaded_by != *uid) continue;
       if (std::any_of(w->lease.begin(), w->lease.end(), [](int32_t l) { return l != 0; })) continue;
+      // In use: leased, a context, or loaded by a connection that has not
+      // attached yet (its load answered with this enclave; evicting it
+      // now would make that attach fail).
       const bool used = std::any_of(clients_.begin(), clients_.end(), [&](const std::shared_ptr<Client>& c) {
-        return c->leases.count(w->id) || c->contexts.count(w->id);
+        return c->leases.count(w->id) || c->contexts.count(w->id) || (!c->closed && c->pinned.count(w->id));
       });
       if (used) continue;
       if (!victim || w->last_used < victim->last_used) victim = w.get();
@@ -1249,6 +1295,8 @@ class DaemonImpl final : public Daemon {
   std::list<std::thread> recoveries_;
   std::set<std::thread::id> finished_recoveries_;
   std::map<uid_t, uint32_t> builds_by_uid_;
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<PendingBuild>> builds_;  // (domain, MRENCLAVE)
+  std::condition_variable builds_done_;
   uint32_t building_ = 0;
   uint64_t next_serial_ = 1;
   uint32_t next_id_ = 1;

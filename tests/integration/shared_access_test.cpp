@@ -4,6 +4,7 @@
 // saying why, where the test cannot change uid).
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -12,6 +13,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -413,6 +415,90 @@ TEST(SharedAccess, EachUserHasAnEnclaveLimitAndIdleEnclavesGiveWay) {
   kill(alice, SIGKILL);
   waitpid(alice, nullptr, 0);
   close(fd);
+}
+
+// Found by the second hostile review: concurrent loads of one image built
+// it twice and refused the later ones (max_builds_per_uid). They now wait
+// for the build in progress and share its enclave.
+TEST(SharedAccess, ConcurrentLoadsOfOneImageBuildItOnce) {
+  OwnDaemon d("");
+  ASSERT_TRUE(d.up());
+  std::vector<std::pair<pid_t, int>> runs;
+  for (int i = 0; i < 4; ++i) {
+    int fd = -1;
+    pid_t p = spawn(d.as(0, {client(), "count", "1", image()}), &fd);
+    runs.push_back({p, fd});
+  }
+  for (auto& [p, fd] : runs) {
+    int status = 0;
+    waitpid(p, &status, 0);
+    close(fd);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "a concurrent load failed";
+  }
+  auto s = connect_hello(d);
+  auto l = protocol::call(s.get(), protocol::make_request("list"), {}, 5000);
+  ASSERT_TRUE(l.ok());
+  EXPECT_EQ(l->body["enclaves"].size(), 1u) << l->body.dump();
+}
+
+// ... and an enclave a connection just loaded is not evicted before that
+// connection attaches to it.
+TEST(SharedAccess, AnEnclaveJustLoadedIsNotEvictedBeforeItsAttach) {
+  OwnDaemon d("[limits]\nmax_enclaves_per_uid = 1\n");
+  ASSERT_TRUE(d.up());
+  auto load = [&](int sock, const std::string& path) {
+    protocol::UniqueFd f(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    const int fds[] = {f.get()};
+    return protocol::call(sock, protocol::make_request("load", {{"image", path}}), fds, 30000);
+  };
+  auto a = connect_hello(d);
+  auto b = connect_hello(d);
+  auto loaded = load(a.get(), image());
+  ASSERT_TRUE(loaded.ok()) << loaded.status().to_string();
+  // Another load of the same user needs room: the loaded enclave is not idle.
+  auto other = load(b.get(), hello_image());
+  EXPECT_FALSE(other.ok());
+  EXPECT_EQ(other.status().code(), Code::kResource) << other.status().to_string();
+  auto att = protocol::call(a.get(), protocol::make_request("attach", {{"enclave", loaded->body["enclave"]}, {"tcs", 1}}), {},
+                            5000);
+  EXPECT_TRUE(att.ok()) << att.status().to_string();
+}
+
+// Found by the second hostile review: an edited state file was half-used
+// (a wrong control token kept an enclave listed but unusable, a lease index
+// beyond the TCS count was kept, a FIFO in its place blocked the daemon).
+TEST(SharedAccess, AnInconsistentStateFileIsNeverHalfUsed) {
+  for (const std::string edit : {"token", "lease", "fifo"}) {
+    OwnDaemon d("");
+    ASSERT_TRUE(d.up());
+    int fd = -1;
+    pid_t holder = spawn(d.as(0, {client(), "sleep-attached", image()}), &fd);
+    ASSERT_EQ(read_line(fd), "attached");
+    d.kill9();
+    const std::string path = d.dir() + "/state/state.json";
+    if (edit == "fifo") {
+      fs::remove(path);
+      ASSERT_EQ(mkfifo(path.c_str(), 0600), 0);
+    } else {
+      std::ifstream in(path);
+      std::stringstream text;
+      text << in.rdbuf();
+      auto j = nlohmann::json::parse(text.str());
+      if (edit == "token") j["enclaves"][0]["control_token"][0] = "0123456789abcdef";
+      if (edit == "lease") j["clients"][0]["leases"]["1"] = {99};
+      std::ofstream(path) << j.dump();
+    }
+    d.start();
+    EXPECT_TRUE(d.answers()) << edit << ": teemated does not answer";
+    int rc = 0;
+    // A fresh enclave (or the same one, if the edit was caught and it was
+    // retired): either way every TCS of what is listed can be used.
+    std::string out = run(d.as(0, {client(), "threads", "8", "10", image()}), &rc, true);
+    EXPECT_EQ(rc, 0) << edit << ": " << out;
+    kill(holder, SIGKILL);
+    waitpid(holder, nullptr, 0);
+    close(fd);
+  }
 }
 
 }  // namespace

@@ -97,7 +97,8 @@ std::vector<std::string> list_directory(const std::string& path) {
 }
 
 Result<std::string> read_text_file(const std::string& path, size_t max_size) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  // O_NONBLOCK: a FIFO put in the file's place must not block the reader.
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   if (fd.get() < 0) return io_error("cannot open " + path, errno);
   std::string out;
   char buf[4096];
@@ -105,6 +106,7 @@ Result<std::string> read_text_file(const std::string& path, size_t max_size) {
     ssize_t n = ::read(fd.get(), buf, sizeof buf);
     if (n < 0) {
       if (errno == EINTR) continue;
+      if (errno == EAGAIN) return io_error("cannot read " + path + " (not a regular file?)", errno);
       return io_error("cannot read " + path, errno);
     }
     if (n == 0) return out;
