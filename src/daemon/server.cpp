@@ -1061,22 +1061,29 @@ class DaemonImpl final : public Daemon {
       }
       done.push_back(i);
     }
+    give_back(c, w, list);
+    return {};
+  }
+
+  // Bookkeeping once TCS `freed` of w are out of c's hands in the enclave
+  // (c.op_mu held): they leave c's lease, c's context ends when it holds
+  // none of w any more, and they return to the pool.
+  void give_back(Client& c, Warm& w, const std::vector<uint32_t>& freed) {
     bool last;
     {
       std::lock_guard lock(mu_);
       auto& mine = c.leases[w.id];
-      for (uint32_t i : list) {
+      for (uint32_t i : freed) {
         std::erase(mine, i);
         c.tokens.erase({w.id, i});
       }
       last = mine.empty();
       if (last) c.leases.erase(w.id);
     }
-    if (last && !list.empty()) end_context(c, w, list.back(), false);
+    if (last && !freed.empty()) end_context(c, w, freed.back(), false);
     std::lock_guard lock(mu_);
-    for (uint32_t i : list) w.lease[i] = 0;
+    for (uint32_t i : freed) w.lease[i] = 0;
     save_state_locked();
-    return {};
   }
 
   // Can a thread of process c still be inside the enclave at `base`? Not
@@ -1145,21 +1152,7 @@ class DaemonImpl final : public Daemon {
       std::erase_if(reset, [&](uint32_t i) { return !w->ctl->control(i, abi::kEcallBindTcs, {0, 0, 0, 0}).ok(); });
     }
     freed.insert(freed.end(), reset.begin(), reset.end());
-    bool last;
-    {
-      std::lock_guard lock(mu_);
-      auto& mine = c.leases[id];
-      for (uint32_t i : freed) {
-        std::erase(mine, i);
-        c.tokens.erase({id, i});
-      }
-      last = mine.empty();
-      if (last) c.leases.erase(id);
-    }
-    if (last && !freed.empty()) end_context(c, *w, freed.back(), false);
-    std::lock_guard lock(mu_);
-    for (uint32_t i : freed) w->lease[i] = 0;
-    save_state_locked();
+    give_back(c, *w, freed);
   }
 
   // Clients whose connection closed while a thread was inside hold TCS

@@ -79,7 +79,6 @@ void cmac(const uint8_t key[16], const uint8_t* data, size_t n, uint8_t out[16])
 
 const uint8_t kSimCpuSvn[16] = {1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
 
-bool root_key_loaded() { return g_root_loaded; }
 
 void copy_root_key(uint8_t out[32]) { memcpy(out, g_root_key, sizeof g_root_key); }
 

@@ -115,7 +115,6 @@ struct HostThread {
   bool known = false;
   uint64_t fs = 0, gs = 0;
   uint32_t tid = 0;
-  int32_t pid = 0;
   uint64_t pidns = 0;  // inode of /proc/self/ns/pid (0 if /proc is not there)
 };
 thread_local HostThread t_host;
@@ -127,7 +126,6 @@ const HostThread& host_thread() {
     t_host.tid = current_tid();
     struct stat ns {};
     t_host.pidns = stat("/proc/self/ns/pid", &ns) == 0 ? ns.st_ino : 0;
-    t_host.pid = static_cast<int32_t>(getpid());
     t_host.known = true;
   }
   return t_host;

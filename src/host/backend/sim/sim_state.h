@@ -102,7 +102,5 @@ void install_signal_handlers();
 // Gives the calling thread an alternate signal stack (once per thread).
 void ensure_signal_stack();
 
-// The per-host root key for EREPORT/EGETKEY (loaded at backend open).
-bool root_key_loaded();
 
 }  // namespace teemate::host::sim
