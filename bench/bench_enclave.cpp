@@ -3,7 +3,7 @@
 // It must never do work beyond what a benchmark means to measure.
 #include <stdint.h>
 
-#include "teemate/trusted.h"
+#include "teemate/trusted/runtime.h"
 #include "bench_enclave_ids.h"
 
 namespace {

@@ -34,11 +34,12 @@ target_compile_options(teemate_enclave_flags INTERFACE
   # Reproducible images: no build paths in measured bytes (__FILE__ in asserts).
   -ffile-prefix-map=${PROJECT_SOURCE_DIR}=. -ffile-prefix-map=${CMAKE_BINARY_DIR}=build
   $<$<COMPILE_LANGUAGE:CXX>:-fno-exceptions -fno-rtti -fno-asynchronous-unwind-tables ${TEEMATE_CXX_INCLUDES}
-    -include ${PROJECT_SOURCE_DIR}/src/enclave/include/teemate/libstdcxx_compat.h>
+    -include ${PROJECT_SOURCE_DIR}/include/teemate/trusted/libstdcxx_compat.h>
   -isystem${TEEMATE_MUSL_INCLUDE} -isystem${TEEMATE_GCC_INCLUDE}
   -Wall -Wextra -Wno-missing-field-initializers $<$<BOOL:${TEEMATE_WERROR}>:-Werror>)
-target_include_directories(teemate_enclave_flags INTERFACE
-  ${PROJECT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR}/src/enclave/include)
+# Enclave programs see only the public headers; the trusted runtime adds src/
+# (the ABI) privately.
+target_include_directories(teemate_enclave_flags INTERFACE ${PROJECT_SOURCE_DIR}/include)
 
 # The development signing key, made once per build tree by `teemate keygen`.
 # Called from the top level after the CLI target exists.

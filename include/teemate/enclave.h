@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "common/status.h"
+#include "teemate/status.h"
 
 namespace teemate {
 

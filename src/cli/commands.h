@@ -9,7 +9,7 @@
 
 #include <string>
 
-#include "common/status.h"
+#include "teemate/status.h"
 #include "sgx/measurement.h"
 #include "sgx/sigstruct.h"
 

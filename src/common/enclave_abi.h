@@ -10,11 +10,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "teemate/status_codes.h"
+
 namespace teemate::abi {
 
 inline constexpr uint64_t kMetaMagic = 0x31304154454d4d54ull;  // "TMMETA01"
 // 2: CallFrame carries `auth` (control token or lease token); control ECALLs.
-inline constexpr uint32_t kAbiVersion = 2;
+// 3: CallFrame carries `app_error` (the application error channel).
+inline constexpr uint32_t kAbiVersion = 3;
 
 // Written by the packer into the page right after the ELF image (the first
 // page at or after the end of the highest PT_LOAD segment). Measured and
@@ -99,6 +102,29 @@ enum CallStatus : int32_t {
                           // auth is not its lease token / the control token
 };
 
+// The enum above is the ABI's spelling of teemate/status_codes.h: each
+// value is tied to its table entry, and the table has no gaps.
+namespace status_table {
+#define TEEMATE_ABI_TABLE_ENTRY_(name, value, desc) inline constexpr int32_t name = value;
+TEEMATE_STATUS_CODES(TEEMATE_ABI_TABLE_ENTRY_)
+#undef TEEMATE_ABI_TABLE_ENTRY_
+#define TEEMATE_ABI_TABLE_SUM_(name, value, desc) +(value)
+inline constexpr int32_t kSum = 0 TEEMATE_STATUS_CODES(TEEMATE_ABI_TABLE_SUM_);
+#undef TEEMATE_ABI_TABLE_SUM_
+}  // namespace status_table
+static_assert(kOk == status_table::OK && kErrInvalid == status_table::ERR_INVALID &&
+              kErrUnknownCall == status_table::ERR_UNKNOWN_CALL &&
+              kErrBufferRange == status_table::ERR_BUFFER_RANGE && kErrTooLarge == status_table::ERR_TOO_LARGE &&
+              kErrNoMemory == status_table::ERR_NO_MEMORY && kErrFault == status_table::ERR_FAULT &&
+              kErrOcallFailed == status_table::ERR_OCALL_FAILED && kErrAbi == status_table::ERR_ABI &&
+              kErrState == status_table::ERR_STATE && kErrApp == status_table::ERR_APP &&
+              kErrMac == status_table::ERR_MAC && kErrBusy == status_table::ERR_BUSY &&
+              kErrDenied == status_table::ERR_DENIED,
+              "CallStatus and teemate/status_codes.h disagree");
+static_assert(status_table::kSum == TEEMATE_STATUS_CODE_COUNT * (TEEMATE_STATUS_CODE_COUNT - 1) / 2 &&
+              kErrDenied == TEEMATE_STATUS_CODE_COUNT - 1,
+              "teemate/status_codes.h must number its codes 0..COUNT-1");
+
 // ---- Call frames --------------------------------------------------------------
 inline constexpr uint32_t kMaxCallBuffers = 4;
 inline constexpr uint32_t kMaxCallScalars = 4;
@@ -116,6 +142,17 @@ struct CallBuffer {
   uint32_t direction;
   uint32_t reserved;
 };
+
+// The application error channel: an ECALL handler that fails with its own
+// code (tm_app_error) returns kErrApp and the enclave fills this in, so the
+// host reports the application's code and message, not a runtime error.
+inline constexpr uint32_t kAppMessageMax = 248;
+struct AppError {
+  int32_t code;
+  uint32_t message_len;  // bytes of message, at most kAppMessageMax (no NUL)
+  char message[kAppMessageMax];
+};
+static_assert(sizeof(AppError) == 256);
 
 struct ExceptionReport {
   uint32_t vector;      // SGX exception vector (0 = #DE, 14 = #PF, ...)
@@ -144,6 +181,7 @@ struct CallFrame {
   // lease token of the TCS (auth[0..1]; auth[2..3] zero), which the daemon
   // gives only to the process it leased that TCS to.
   uint64_t auth[4];
+  AppError app_error;  // out (ECALL), set when status == kErrApp
 };
 inline constexpr uint64_t kOcallScratchSize = 256 * 1024;
 

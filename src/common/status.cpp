@@ -1,5 +1,5 @@
 // Status helpers: code names and errno formatting. Host-only.
-#include "common/status.h"
+#include "teemate/status.h"
 
 #include <cstring>
 
@@ -18,8 +18,29 @@ const char* code_name(Code c) {
     case Code::kResource: return "limit exceeded";
     case Code::kEnclaveFault: return "enclave fault";
     case Code::kInternal: return "internal error";
+    case Code::kApplication: return "application error";
   }
   return "unknown";
+}
+
+std::string call_status_name(int32_t status) {
+  switch (status) {
+#define TEEMATE_STATUS_NAME_CASE_(name, value, desc) \
+  case value: return "TM_" #name;
+    TEEMATE_STATUS_CODES(TEEMATE_STATUS_NAME_CASE_)
+#undef TEEMATE_STATUS_NAME_CASE_
+  }
+  return "unknown status " + std::to_string(status);
+}
+
+const char* call_status_description(int32_t status) {
+  switch (status) {
+#define TEEMATE_STATUS_DESC_CASE_(name, value, desc) \
+  case value: return desc;
+    TEEMATE_STATUS_CODES(TEEMATE_STATUS_DESC_CASE_)
+#undef TEEMATE_STATUS_DESC_CASE_
+  }
+  return "a status this host does not know (a newer enclave runtime?)";
 }
 
 std::string Status::to_string() const {

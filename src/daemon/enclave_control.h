@@ -12,7 +12,7 @@
 #include <memory>
 #include <string>
 
-#include "common/status.h"
+#include "teemate/status.h"
 #include "host/backend/backend.h"
 #include "host/image/image_file.h"
 

@@ -11,7 +11,7 @@
 #include <span>
 #include <string>
 
-#include "common/status.h"
+#include "teemate/status.h"
 #include "sgx/arch.h"
 #include "sgx/measurement.h"
 

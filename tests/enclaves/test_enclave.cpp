@@ -18,7 +18,7 @@
 #include <memory>
 #include <vector>
 
-#include "teemate/trusted.h"
+#include "teemate/trusted/runtime.h"
 #include "../integration/test_enclave_ids.h"
 
 namespace {
@@ -317,6 +317,28 @@ int try_lock(tm_call* c) {
   return TM_OK;
 }
 TM_ECALL(kEcallTryLock, try_lock);
+
+int app_error(tm_call* c) {
+  char msg[128] = {0};
+  if (c->nbufs >= 1 && c->bufs[0].direction == TM_BUF_IN) {
+    size_t n = c->bufs[0].size < sizeof msg - 1 ? c->bufs[0].size : sizeof msg - 1;
+    memcpy(msg, c->bufs[0].data, n);
+    return tm_app_error(static_cast<int32_t>(c->scalars[0]), msg);
+  }
+  return tm_app_error(static_cast<int32_t>(c->scalars[0]), nullptr);
+}
+TM_ECALL(kEcallAppError, app_error);
+
+int return_status(tm_call* c) { return static_cast<int>(c->scalars[0]); }
+TM_ECALL(kEcallReturnStatus, return_status);
+
+int app_error_long(tm_call*) {
+  char big[601];
+  memset(big, 'x', 600);
+  big[600] = 0;
+  return tm_app_errorf(-7, "long:%s", big);
+}
+TM_ECALL(kEcallAppErrorLong, app_error_long);
 }  // namespace
 
 int main(int argc, char** argv) {

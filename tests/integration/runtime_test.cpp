@@ -203,6 +203,75 @@ TEST_F(RuntimeTest, AbortFailsOnlyThatCall) {
   EXPECT_TRUE(enclave_->call(kEcallAdd, b).ok());
 }
 
+// ---- Errors: the shared status table and the application error channel ----
+
+TEST_F(RuntimeTest, ApplicationErrorArrivesAsTheApplicationsOwn) {
+  const std::string msg = "vault: no such key 'alice'";
+  CallArgs a;
+  a.scalar(0, 404).in(msg);
+  Status st = enclave_->call(kEcallAppError, a);
+  EXPECT_EQ(st.code(), Code::kApplication) << st.to_string();
+  EXPECT_EQ(st.app_code(), 404);
+  EXPECT_NE(st.message().find(msg), std::string::npos) << st.to_string();
+  EXPECT_EQ(st.message().find("TM_ERR"), std::string::npos) << "an application error is not a runtime error";
+  // The enclave stays healthy and the next call does not inherit the error.
+  CallArgs b;
+  EXPECT_TRUE(enclave_->call(kEcallAdd, b).ok());
+}
+
+TEST_F(RuntimeTest, ApplicationErrorWithoutMessageAndWithAnOverlongOne) {
+  CallArgs a;
+  a.scalar(0, static_cast<uint64_t>(-3));
+  Status st = enclave_->call(kEcallAppError, a);
+  EXPECT_EQ(st.code(), Code::kApplication);
+  EXPECT_EQ(st.app_code(), -3);
+  EXPECT_NE(st.message().find("without a message"), std::string::npos) << st.to_string();
+
+  CallArgs b;
+  st = enclave_->call(kEcallAppErrorLong, b);
+  EXPECT_EQ(st.code(), Code::kApplication);
+  EXPECT_EQ(st.app_code(), -7);
+  const size_t at = st.message().find("long:x");
+  ASSERT_NE(at, std::string::npos) << st.to_string();
+  // Truncated to the channel's 247 bytes, never beyond.
+  EXPECT_EQ(st.message().find(std::string(248, 'x')), std::string::npos);
+  EXPECT_NE(st.message().find(std::string(200, 'x')), std::string::npos);
+  // Context added by a caller keeps the application's code.
+  EXPECT_EQ(st.with_context("ctx").app_code(), -7);
+}
+
+TEST_F(RuntimeTest, EveryRuntimeStatusIsPrintedByName) {
+  const std::pair<int32_t, const char*> cases[] = {
+      {1, "TM_ERR_INVALID"}, {2, "TM_ERR_UNKNOWN_CALL"}, {4, "TM_ERR_TOO_LARGE"}, {5, "TM_ERR_NO_MEMORY"},
+      {7, "TM_ERR_OCALL_FAILED"}, {8, "TM_ERR_ABI"}, {9, "TM_ERR_STATE"}, {11, "TM_ERR_MAC"},
+      {12, "TM_ERR_BUSY"}, {13, "TM_ERR_DENIED"}};
+  for (const auto& [code, name] : cases) {
+    CallArgs a;
+    a.scalar(0, static_cast<uint64_t>(code));
+    Status st = enclave_->call(kEcallReturnStatus, a);
+    EXPECT_FALSE(st.ok());
+    EXPECT_NE(st.code(), Code::kApplication);
+    EXPECT_NE(st.message().find(name), std::string::npos) << code << ": " << st.to_string();
+    EXPECT_EQ(st.message().find("status " + std::to_string(code)), std::string::npos) << st.to_string();
+  }
+  // A status outside the table is named as such, with its description.
+  CallArgs a;
+  a.scalar(0, 99);
+  Status st = enclave_->call(kEcallReturnStatus, a);
+  EXPECT_EQ(st.code(), Code::kInternal);
+  EXPECT_NE(st.message().find("unknown status 99"), std::string::npos) << st.to_string();
+}
+
+TEST(StatusTable, NamesAndDescriptionsCoverEveryCode) {
+  for (int32_t c = 0; c < TEEMATE_STATUS_CODE_COUNT; ++c) {
+    EXPECT_EQ(call_status_name(c).rfind("TM_", 0), 0u) << c;
+    EXPECT_STRNE(call_status_description(c), call_status_description(-1)) << c;
+  }
+  EXPECT_EQ(call_status_name(0), "TM_OK");
+  EXPECT_EQ(call_status_name(10), "TM_ERR_APP");
+  EXPECT_EQ(call_status_name(TEEMATE_STATUS_CODE_COUNT), "unknown status 14");
+}
+
 TEST_F(RuntimeTest, HostBufferInsideTheEnclaveIsRefused) {
   CallArgs stats;
   ASSERT_TRUE(enclave_->call(kEcallHeapStats, stats).ok());
@@ -334,7 +403,7 @@ TEST(RuntimeLoad, HelloRunsMain) {
 
 // ---- Sealing, reports and keys (tm_seal, tm_unseal, tm_report, tm_get_key) ----
 
-// Trusted-runtime status codes (src/enclave/include/teemate/trusted.h).
+// Trusted-runtime status codes (include/teemate/trusted/runtime.h).
 constexpr uint64_t kTmOk = 0, kTmInvalid = 1, kTmTooLarge = 4, kTmMac = 11;
 constexpr uint16_t kSealMrEnclave = 1, kSealMrSigner = 2;
 constexpr uint16_t kKeyNameReport = 3, kKeyNameSeal = 4;

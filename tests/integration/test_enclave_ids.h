@@ -31,6 +31,10 @@ enum TestEcall : unsigned {
                               // bytes in use; [2] out: global heap bytes in use; [3] out: process id
   kEcallLockAndSpin = 0x141,  // takes the shared tm_mutex and spins forever
   kEcallTryLock = 0x142,      // scalars[0] out: 1 if the shared tm_mutex could be taken (then released)
+  // Errors.
+  kEcallAppError = 0x150,     // scalars[0] in: app code; bufs[0] in (optional): message; fails with it
+  kEcallReturnStatus = 0x151, // scalars[0] in: the status to return as is
+  kEcallAppErrorLong = 0x152, // fails via tm_app_errorf with a 600-byte message
 };
 
 enum TestOcall : unsigned {

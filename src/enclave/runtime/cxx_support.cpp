@@ -7,7 +7,7 @@
 
 #include <new>
 
-#include "teemate/trusted.h"
+#include "teemate/trusted/runtime.h"
 
 void* operator new(size_t n) {
   void* p = malloc(n);

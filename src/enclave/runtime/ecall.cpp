@@ -7,6 +7,8 @@
  * an aborted call (unhandled exception, tm_abort) into an error status.
  * Never dereferences a host pointer it has not range-checked, and never
  * reads a host value twice. */
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "runtime.h"
@@ -93,6 +95,35 @@ using namespace teemate::trts;
 
 extern "C" void teemate_flush_stdio(void);
 
+namespace {
+EcallState* current_ecall_state() {
+  ThreadData* td = current_td();
+  return td->initialized ? td->current_ecall : nullptr;
+}
+}  // namespace
+
+extern "C" int tm_app_error(int32_t code, const char* message) {
+  EcallState* st = current_ecall_state();
+  if (!st) return TM_ERR_APP;
+  st->app_code = code;
+  size_t n = message ? strnlen(message, sizeof(st->app_message) - 1) : 0;
+  memcpy(st->app_message, message ? message : "", n);
+  st->app_message_len = static_cast<uint32_t>(n);
+  return TM_ERR_APP;
+}
+
+extern "C" int tm_app_errorf(int32_t code, const char* format, ...) {
+  EcallState* st = current_ecall_state();
+  if (!st) return TM_ERR_APP;
+  char buf[abi::kAppMessageMax];
+  va_list ap;
+  va_start(ap, format);
+  int n = vsnprintf(buf, sizeof buf, format ? format : "", ap);
+  va_end(ap);
+  if (n < 0) buf[0] = 0;
+  return tm_app_error(code, buf);
+}
+
 // The first entry on a TCS at CSSA > 0 (its first thread died before the
 // runtime ran): global and per-thread set-up. 1 on success.
 extern "C" int64_t teemate_late_thread_init(uint64_t tcs) {
@@ -160,6 +191,13 @@ extern "C" int64_t teemate_ecall_entry(uint64_t reason, uint64_t frame_addr, uin
     rep.rip_offset = td->pending_fault_rip;
     rep.addr = td->pending_fault_addr;
     host_frame->exception = rep;
+  }
+  if (status == abi::kErrApp) {
+    abi::AppError app{};
+    app.code = st.app_code;
+    app.message_len = st.app_message_len;
+    memcpy(app.message, st.app_message, st.app_message_len);
+    host_frame->app_error = app;
   }
   teemate_flush_stdio();
   free_copies(&st);

@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "common/enclave_abi.h"
-#include "teemate/trusted.h"
+#include "teemate/trusted/runtime.h"
 #include "thread_data.h"
 
 namespace teemate::trts {
@@ -36,6 +36,11 @@ struct EcallState {
   struct Heap* copy_heap;       /* where the buffer copies live */
   uint32_t lock_base;           /* nheld_locks when the call began */
   void* copies[abi::kMaxCallBuffers];
+  /* tm_app_error: the handler's own code and message (in enclave memory
+   * until the call ends, then copied to host_frame->app_error). */
+  int32_t app_code;
+  uint32_t app_message_len;
+  char app_message[abi::kAppMessageMax];
 };
 
 /* Range checks against the enclave (overflow-safe). */

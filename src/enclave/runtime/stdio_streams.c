@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "teemate/trusted.h"
+#include "teemate/trusted/runtime.h"
 
 struct musl_file {
   unsigned flags;

@@ -13,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-#include "common/status.h"
+#include "teemate/status.h"
 #include "sgx/arch.h"
 #include "sgx/measurement.h"
 

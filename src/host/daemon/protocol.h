@@ -14,7 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "common/status.h"
+#include "teemate/status.h"
 
 namespace teemate::protocol {
 

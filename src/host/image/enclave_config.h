@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "common/status.h"
+#include "teemate/status.h"
 
 namespace teemate::image {
 

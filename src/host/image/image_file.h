@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-#include "common/status.h"
+#include "teemate/status.h"
 #include "host/image/elf_image.h"
 #include "host/image/enclave_config.h"
 #include "host/image/layout.h"

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "common/enclave_abi.h"
-#include "common/status.h"
+#include "teemate/status.h"
 #include "host/image/elf_image.h"
 #include "host/image/enclave_config.h"
 #include "sgx/arch.h"

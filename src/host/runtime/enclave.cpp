@@ -78,8 +78,12 @@ std::string hex(uint64_t v) {
   return b;
 }
 
+// Turns an ECALL's status into a Status that names it: the TM_ERR_* name
+// from the shared table, what it means here, and for kErrApp the
+// application's own code and message (never described as a runtime error).
 Status status_from_call(int32_t st, const abi::CallFrame& f, uint32_t id) {
   const std::string what = "ECALL " + hex(id);
+  const std::string named = call_status_name(st);
   switch (st) {
     case abi::kOk: return {};
     case abi::kErrFault: {
@@ -91,21 +95,34 @@ Status status_from_call(int32_t st, const abi::CallFrame& f, uint32_t id) {
       if (f.exception.vector == 14 || f.exception.vector == 13) m += " accessing " + hex(f.exception.addr);
       return Status(Code::kEnclaveFault, m);
     }
-    case abi::kErrUnknownCall: return invalid_argument(what + ": the enclave has no such ECALL");
-    case abi::kErrBufferRange: return security_error(what + ": a buffer overlaps the enclave or wraps around");
-    case abi::kErrTooLarge: return resource_error(what + ": a buffer exceeds the enclave's max_call_buffer");
-    case abi::kErrNoMemory: return resource_error(what + ": the enclave heap is exhausted");
-    case abi::kErrInvalid: return invalid_argument(what + ": the enclave refused the arguments");
-    case abi::kErrOcallFailed: return Status(Code::kInternal, what + ": an OCALL result was refused by the enclave");
-    case abi::kErrAbi: return invalid_argument(what + ": host/enclave ABI version mismatch");
-    case abi::kErrState: return internal_error(what + ": enclave entered in the wrong state");
-    case abi::kErrApp: return Status(Code::kInternal, what + ": the handler reported an application error");
-    case abi::kErrMac: return security_error(what + ": authentication failed inside the enclave");
-    case abi::kErrBusy: return Status(Code::kBusy, what + ": the enclave is busy; try again");
+    case abi::kErrApp: {
+      // Copied once out of the frame; the length is the enclave's word, so
+      // bound it before use.
+      const abi::AppError app = f.app_error;
+      const size_t n = app.message_len <= abi::kAppMessageMax ? app.message_len : abi::kAppMessageMax;
+      std::string msg(app.message, n);
+      if (msg.empty()) msg = "the handler failed without a message";
+      return Status::application(app.code, what + ": " + msg + " (application error " +
+                                                std::to_string(app.code) + ")");
+    }
+    case abi::kErrUnknownCall: return invalid_argument(what + ": the enclave has no such ECALL (" + named + ")");
+    case abi::kErrBufferRange:
+      return security_error(what + ": a buffer overlaps the enclave or wraps around (" + named + ")");
+    case abi::kErrTooLarge:
+      return resource_error(what + ": a buffer exceeds the enclave's max_call_buffer (" + named + ")");
+    case abi::kErrNoMemory: return resource_error(what + ": the enclave heap is exhausted (" + named + ")");
+    case abi::kErrInvalid: return invalid_argument(what + ": the enclave refused the arguments (" + named + ")");
+    case abi::kErrOcallFailed:
+      return internal_error(what + ": an OCALL result was refused by the enclave (" + named + ")");
+    case abi::kErrAbi: return invalid_argument(what + ": host/enclave ABI version mismatch (" + named + ")");
+    case abi::kErrState: return internal_error(what + ": enclave entered in the wrong state (" + named + ")");
+    case abi::kErrMac: return security_error(what + ": authentication failed inside the enclave (" + named + ")");
+    case abi::kErrBusy: return Status(Code::kBusy, what + ": the enclave is busy; try again (" + named + ")");
     case abi::kErrDenied:
       return security_error(what + ": the enclave refused the call: this TCS is not leased to this process "
-                                   "(its lease ended, or the token is wrong)");
-    default: return Status(Code::kInternal, what + " returned status " + std::to_string(st));
+                                   "(its lease ended, or the token is wrong) (" + named + ")");
+    default:
+      return internal_error(what + " failed: " + named + " (" + call_status_description(st) + ")");
   }
 }
 

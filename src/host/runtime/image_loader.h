@@ -3,7 +3,7 @@
 // The only place that walks a layout onto a backend; callers add EINIT.
 #pragma once
 
-#include "common/status.h"
+#include "teemate/status.h"
 #include "host/backend/backend.h"
 #include "host/image/layout.h"
 

@@ -9,7 +9,7 @@
 
 #include <string>
 
-#include "common/status.h"
+#include "teemate/status.h"
 #include "host/backend/sim/sim_state.h"
 #include "sgx/arch.h"
 

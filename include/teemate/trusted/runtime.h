@@ -6,31 +6,24 @@
  *
  * Enclave globals are shared by every thread that enters the enclave, as in
  * threaded code: guard shared mutable state with tm_spinlock. */
-#ifndef TEEMATE_TRUSTED_H_
-#define TEEMATE_TRUSTED_H_
+#ifndef TEEMATE_TRUSTED_RUNTIME_H_
+#define TEEMATE_TRUSTED_RUNTIME_H_
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "teemate/status_codes.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Status codes (same values as the host ABI). */
-enum {
-  TM_OK = 0,
-  TM_ERR_INVALID = 1,
-  TM_ERR_UNKNOWN_CALL = 2,
-  TM_ERR_BUFFER_RANGE = 3,
-  TM_ERR_TOO_LARGE = 4,
-  TM_ERR_NO_MEMORY = 5,
-  TM_ERR_FAULT = 6,
-  TM_ERR_OCALL_FAILED = 7,
-  TM_ERR_APP = 10,
-  TM_ERR_MAC = 11, /* authentication failed: a sealed blob's tag or a REPORT's MAC */
-  TM_ERR_BUSY = 12,
-  TM_ERR_DENIED = 13,
-};
+/* Status codes: TM_OK and TM_ERR_*, generated from the one table the host
+ * and the ABI use too (teemate/status_codes.h), so a code an enclave returns
+ * is printed by name on the host. */
+#define TM_STATUS_ENUM_ENTRY_(name, value, desc) TM_##name = value,
+enum { TEEMATE_STATUS_CODES(TM_STATUS_ENUM_ENTRY_) };
+#undef TM_STATUS_ENUM_ENTRY_
 
 #define TM_MAX_BUFFERS 4
 #define TM_MAX_SCALARS 4
@@ -66,6 +59,16 @@ typedef struct tm_ecall_entry {
 #define TM_ECALL(id_, fn_)                                                      \
   __attribute__((used, section("teemate_ecalls"), aligned(16))) static const   \
       tm_ecall_entry tm_ecall_entry_##fn_ = {(id_), (fn_)}
+
+/* The application error channel. A handler that fails for a reason of its
+ * own returns tm_app_error(code, message) (or tm_app_errorf): the host's
+ * Enclave::call then fails with Code::kApplication, Status::app_code() ==
+ * `code` and the message as given (at most 247 bytes are kept), so the
+ * caller tells "the vault has no such key" from a runtime failure. Both
+ * return TM_ERR_APP; outside an ECALL they only return it. The message
+ * leaves the enclave in clear: never put a secret in it. */
+int tm_app_error(int32_t code, const char* message);
+int tm_app_errorf(int32_t code, const char* format, ...) __attribute__((format(printf, 2, 3)));
 
 /* Makes OCALL `call->id` on the host. Buffers marked IN are copied out to
  * host memory, OUT buffers are copied back after the host's lengths were
@@ -232,4 +235,4 @@ __attribute__((noreturn)) void tm_abort(const char* why);
 }
 #endif
 
-#endif /* TEEMATE_TRUSTED_H_ */
+#endif /* TEEMATE_TRUSTED_RUNTIME_H_ */

@@ -1,13 +1,17 @@
 // Status and Result<T>: errors as values for host-side code (tools, runtime,
-// daemon). A Status names what is at fault (file, field, limit) in its message.
-// Host-only (uses std::string): enclave code returns teemate_status codes
-// from enclave_abi.h instead and must never include this header.
+// daemon, applications). A Status names what is at fault (file, field,
+// limit) in its message; an enclave application's own error
+// (tm_app_error) arrives as Code::kApplication with its code in app_code().
+// Host-only (uses std::string): enclave code returns the TM_ERR_* codes of
+// teemate/trusted/runtime.h instead and must never include this header.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <utility>
 #include <variant>
+
+#include "teemate/status_codes.h"
 
 namespace teemate {
 
@@ -23,30 +27,49 @@ enum class Code : uint8_t {
   kResource,         // a limit was exceeded
   kEnclaveFault,     // the enclave took an exception it did not handle
   kInternal,
+  kApplication,      // the enclave application's own error: see app_code()
 };
 
 const char* code_name(Code c);
+
+// Names of the status codes that cross the enclave boundary (the TM_ERR_*
+// table, teemate/status_codes.h): "TM_ERR_MAC", and what it means. Unknown
+// values give "TM_ERR_UNKNOWN(n)"-style text, never a bare number.
+std::string call_status_name(int32_t status);
+const char* call_status_description(int32_t status);
 
 class [[nodiscard]] Status {
  public:
   Status() = default;
   Status(Code code, std::string message) : code_(code), message_(std::move(message)) {}
+  // An application error: the code and message an enclave handler gave
+  // tm_app_error.
+  static Status application(int32_t app_code, std::string message) {
+    Status s(Code::kApplication, std::move(message));
+    s.app_code_ = app_code;
+    return s;
+  }
   static Status ok_status() { return {}; }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }
   const std::string& message() const { return message_; }
+  // The application's own code when code() == kApplication, else 0.
+  int32_t app_code() const { return app_code_; }
   std::string to_string() const;
 
   // Prefixes the message with context: "loading foo.tme: " + message.
   Status with_context(const std::string& context) const {
     if (ok()) return *this;
-    return Status(code_, context + ": " + message_);
+    Status s(code_, context + ": " + message_);
+    s.app_code_ = app_code_;
+    return s;
   }
 
  private:
   Code code_ = Code::kOk;
   std::string message_;
+  int32_t app_code_ = 0;
 };
 
 inline Status invalid_argument(std::string m) { return {Code::kInvalidArgument, std::move(m)}; }
