@@ -14,12 +14,13 @@
 #include <string>
 #include <vector>
 
+#include "teemate/export.h"
 #include "teemate/status.h"
 
 namespace teemate {
 
 // Arguments of one ECALL or OCALL. Buffers are borrowed, not owned.
-class CallArgs {
+class TEEMATE_EXPORT CallArgs {
  public:
   enum class Dir : uint32_t { kIn = 1, kOut = 2, kInOut = 3 };
   struct Buffer {
@@ -81,7 +82,10 @@ struct AttachOptions {
 
 // $TEEMATE_SOCKET, else /run/teemate/teemated.sock for root, else
 // $XDG_RUNTIME_DIR/teemate/teemated.sock (or /tmp/teemate-UID/teemated.sock).
-std::string default_daemon_socket();
+TEEMATE_EXPORT std::string default_daemon_socket();
+
+// The library's version ("0.1.0"), for logs and bug reports.
+TEEMATE_EXPORT const char* version();
 
 struct EnclaveInfo {
   std::string mrenclave_hex;
@@ -91,7 +95,7 @@ struct EnclaveInfo {
   uint32_t tcs_count = 0;
 };
 
-class Enclave {
+class TEEMATE_EXPORT Enclave {
  public:
   // Loads, measures, EINITs and returns a ready enclave. Errors name the
   // image file and what is wrong with it.

@@ -11,6 +11,7 @@
 #include <utility>
 #include <variant>
 
+#include "teemate/export.h"
 #include "teemate/status_codes.h"
 
 namespace teemate {
@@ -30,15 +31,15 @@ enum class Code : uint8_t {
   kApplication,      // the enclave application's own error: see app_code()
 };
 
-const char* code_name(Code c);
+TEEMATE_EXPORT const char* code_name(Code c);
 
 // Names of the status codes that cross the enclave boundary (the TM_ERR_*
 // table, teemate/status_codes.h): "TM_ERR_MAC", and what it means. Unknown
 // values give "TM_ERR_UNKNOWN(n)"-style text, never a bare number.
-std::string call_status_name(int32_t status);
-const char* call_status_description(int32_t status);
+TEEMATE_EXPORT std::string call_status_name(int32_t status);
+TEEMATE_EXPORT const char* call_status_description(int32_t status);
 
-class [[nodiscard]] Status {
+class [[nodiscard]] TEEMATE_EXPORT Status {
  public:
   Status() = default;
   Status(Code code, std::string message) : code_(code), message_(std::move(message)) {}
@@ -79,7 +80,7 @@ inline Status security_error(std::string m) { return {Code::kSecurity, std::move
 inline Status internal_error(std::string m) { return {Code::kInternal, std::move(m)}; }
 inline Status resource_error(std::string m) { return {Code::kResource, std::move(m)}; }
 // Builds a kIo status from errno: "what: strerror(errno)".
-Status io_error(const std::string& what, int err);
+TEEMATE_EXPORT Status io_error(const std::string& what, int err);
 
 // Result<T>: a value or a non-ok Status (C++20 stand-in for std::expected).
 template <typename T>

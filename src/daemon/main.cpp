@@ -22,7 +22,11 @@ int main(int argc, char** argv) {
                  "Numeric group id that owns the socket: its members may connect (as docker's -G). Default: "
                  "the daemon's group.")
       ->check(CLI::Range(int64_t{0}, int64_t{4294967294}));
-  app.add_option("--state-dir", opts.state_dir, "Directory for teemated.pid (created 0700).")->capture_default_str();
+  app.add_option("--state-dir", opts.state_dir,
+                 "Directory for teemated.pid and the state from which a restarted daemon takes back the "
+                 "enclaves processes still map (created 0700). Default: /var/lib/teemate for root, else "
+                 "$XDG_STATE_HOME/teemate, else ~/.local/state/teemate.")
+      ->capture_default_str();
   app.add_option("--config", opts.config_path,
                  "TOML file with trust domains (which users may share enclaves) and limits; see "
                  "docs/shared-enclaves.md. Without it, every user has only its own domain.")

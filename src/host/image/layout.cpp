@@ -173,19 +173,38 @@ const ElfSegment* segment_at(const ElfImage& elf, uint64_t offset) {
   return &*it;
 }
 
+// Where the ELF header's section-header fields are (Elf64_Ehdr): e_shoff
+// (8 bytes) and e_shentsize, e_shnum, e_shstrndx (2 each).
+constexpr uint64_t kEhdrShoff = 0x28, kEhdrShFieldsEnd = 0x40, kEhdrShentsize = 0x3a;
+
+// Does this page hold the ELF header (a segment that maps file offset 0)?
+bool holds_elf_header(const ElfSegment& s, uint64_t page_vaddr) {
+  return s.file_offset == 0 && s.filesz >= kEhdrShFieldsEnd && page_vaddr <= s.vaddr &&
+         s.vaddr < page_vaddr + kPage && s.vaddr + kEhdrShFieldsEnd <= page_vaddr + kPage;
+}
+
 // Fills `out` with ELF page `page_vaddr` of segment `s`: file bytes for
-// [vaddr, vaddr + filesz), zero elsewhere.
+// [vaddr, vaddr + filesz), zero elsewhere. A loaded ELF header gets its
+// section-header fields zeroed: nothing in the enclave uses them, and they
+// move with debug information, which would make MRENCLAVE depend on -g.
 void elf_page(const ElfImage& elf, const ElfSegment& s, uint64_t page_vaddr, uint8_t* out) {
   memset(out, 0, kPage);
   std::span<const uint8_t> file = elf.segment_bytes(s);
   const uint64_t lo = std::max(page_vaddr, s.vaddr);
   const uint64_t hi = std::min(page_vaddr + kPage, s.vaddr + file.size());
   if (lo < hi) memcpy(out + (lo - page_vaddr), file.data() + (lo - s.vaddr), hi - lo);
+  if (holds_elf_header(s, page_vaddr)) {
+    uint8_t* ehdr = out + (s.vaddr - page_vaddr);
+    memset(ehdr + kEhdrShoff, 0, 8);
+    memset(ehdr + kEhdrShentsize, 0, kEhdrShFieldsEnd - kEhdrShentsize);
+  }
 }
 
-// A pointer straight into the file when the whole page is file-backed.
+// A pointer straight into the file when the whole page is file-backed and
+// needs no change.
 const uint8_t* elf_page_in_place(const ElfImage& elf, const ElfSegment& s, uint64_t page_vaddr) {
   std::span<const uint8_t> file = elf.segment_bytes(s);
+  if (holds_elf_header(s, page_vaddr)) return nullptr;
   if (page_vaddr >= s.vaddr && page_vaddr + kPage <= s.vaddr + file.size()) {
     return file.data() + (page_vaddr - s.vaddr);
   }

@@ -20,6 +20,7 @@
     .text
 /* void teemate_enclu_enter(EnterContext* ctx) */
     .globl teemate_enclu_enter
+    .hidden teemate_enclu_enter
     .type teemate_enclu_enter, @function
 teemate_enclu_enter:
     push %rbp
@@ -35,6 +36,7 @@ teemate_enclu_enter:
     lea teemate_aep(%rip), %rcx
     mov $2, %eax                    /* EENTER */
     .globl teemate_enclu_eenter_insn
+    .hidden teemate_enclu_eenter_insn
 teemate_enclu_eenter_insn:
     enclu
     /* EEXIT lands here with RSP/RBP as they were at EENTER. */
@@ -65,6 +67,7 @@ teemate_enclu_eenter_insn:
 
 /* Asynchronous exit: RSP = URSP, RBP = URBP, RBX = TCS, RAX = 3. */
     .globl teemate_aep
+    .hidden teemate_aep
 teemate_aep:
     mov (%rsp), %rdi
     call *CTX_ON_AEX(%rdi)
@@ -75,6 +78,7 @@ teemate_aep:
     lea teemate_aep(%rip), %rcx
     mov $3, %eax                    /* ERESUME */
     .globl teemate_enclu_eresume_insn
+    .hidden teemate_enclu_eresume_insn
 teemate_enclu_eresume_insn:
     enclu
     ud2
@@ -86,6 +90,7 @@ teemate_enclu_eresume_insn:
 
 /* The emulated ENCLU faulted (#GP and friends): EAX = vector. */
     .globl teemate_enclu_fault
+    .hidden teemate_enclu_fault
 teemate_enclu_fault:
     mov (%rsp), %r8
     mov %rax, CTX_FAULT(%r8)
@@ -100,6 +105,7 @@ teemate_enclu_fault:
  * enclave: restore the host FS/GS first. The C handler returns
  * null or a {fs, gs} pair to load just before returning to the kernel. */
     .globl teemate_sim_signal_entry
+    .hidden teemate_sim_signal_entry
     .type teemate_sim_signal_entry, @function
 teemate_sim_signal_entry:
     push %rbp
@@ -138,6 +144,7 @@ teemate_sim_signal_entry:
  * not enabled FSGSBASE for itself does not preserve values written that way
  * across context switches (seen on our VMs); arch_prctl is always kept. */
     .globl teemate_sim_set_fsgs
+    .hidden teemate_sim_set_fsgs
     .type teemate_sim_set_fsgs, @function
 teemate_sim_set_fsgs:
     push %rsi
