@@ -211,8 +211,10 @@ enum RuntimeEcall : uint32_t {
   // scalars[0] in: context handle. Refused (kErrBusy) while a thread bound
   // to it is inside an ECALL; releases every runtime lock its threads held
   // (rolling back a heap update they were in) and the tm_mutexes it held,
-  // unbinds its TCS and frees its arena. [1] out: main()'s exit status (-1:
-  // none); [2] out: arena bytes never freed.
+  // unbinds its TCS, zeroes its arena and frees it. [1] out: main()'s exit
+  // status (-1: none); [2] out: arena bytes never freed; [3] out (debug
+  // enclaves, else 0): writable globals that still point into the arena,
+  // (count << 40) | enclave offset of the first (count capped at 2^24-1).
   kEcallProcessEnd = 6,
   // auth = the 32-byte control token; once per enclave, by the daemon that
   // built it, before any process attaches. From then on the enclave is

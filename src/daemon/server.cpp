@@ -15,6 +15,7 @@
 // at a time.
 #include "daemon/server.h"
 
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -90,7 +91,22 @@ struct Warm {
   std::vector<int32_t> lease;  // per TCS: 0 free, a pid, kOutOfService
   uint64_t memory_ino = 0, control_ino = 0;  // to find its descriptors in a client after a restart
   std::chrono::steady_clock::time_point last_used = std::chrono::steady_clock::now();
+  // The image's data symbols (sorted by value), to name a shared global that
+  // a debug enclave reports; empty for an enclave adopted after a restart.
+  std::vector<image::ElfSymbol> globals;
 };
+
+// "g_vault+0x8", or "" when no data symbol covers enclave offset `at`.
+std::string global_named(const Warm& w, uint64_t at) {
+  auto it = std::upper_bound(w.globals.begin(), w.globals.end(), at,
+                             [](uint64_t a, const image::ElfSymbol& s) { return a < s.value; });
+  if (it == w.globals.begin()) return "";
+  --it;
+  if (at >= it->value + std::max<uint64_t>(it->size, 1)) return "";
+  char off[32];
+  std::snprintf(off, sizeof off, "+0x%llx", static_cast<unsigned long long>(at - it->value));
+  return it->name + (at == it->value ? "" : off);
+}
 
 struct Client {
   uint64_t serial = 0;
@@ -782,6 +798,10 @@ class DaemonImpl final : public Daemon {
       next_base_ += 2 * img.layout.size();
     }
     const std::string name = q.image;
+    std::vector<image::ElfSymbol> data_symbols;
+    for (const image::ElfSymbol& sym : img.elf.symbols()) {
+      if (sym.type == STT_OBJECT) data_symbols.push_back(sym);
+    }
     auto built = ControlledEnclave::build(*backend_, std::move(img), base, id);
     std::lock_guard lock(mu_);
     --builds_by_uid_[c.who.uid];
@@ -801,6 +821,7 @@ class DaemonImpl final : public Daemon {
     w->ctl = std::move(built).value();
     w->mrenclave = sgx::to_hex(w->ctl->enclave().mrenclave());
     w->lease.assign(w->ctl->tcs_count(), 0);
+    w->globals = std::move(data_symbols);
     if (auto h = w->ctl->enclave().export_handles(); h.ok() && h->fds.size() == 2) {
       struct stat a {}, b {};
       if (fstat(h->fds[0], &a) == 0 && fstat(h->fds[1], &b) == 0) {
@@ -1202,6 +1223,20 @@ class DaemonImpl final : public Daemon {
     if (options_.verbose || owner_dead) {
       log("enclave %u: context of pid %d ended (main status %lld, %llu arena bytes never freed, reclaimed)", w.id,
           c.pid, static_cast<long long>(static_cast<int64_t>((*r)[1])), static_cast<unsigned long long>((*r)[2]));
+    }
+    if (const uint64_t dangling = (*r)[3]) {
+      // A debug enclave found shared globals still pointing into the arena
+      // it just reclaimed: a program bug that silently hands one process's
+      // memory to the next. Say which global, always.
+      const uint64_t count = dangling >> 40, first = dangling & 0xffffffffffull;
+      std::string where = global_named(w, first);
+      char off[32];
+      std::snprintf(off, sizeof off, "0x%llx", static_cast<unsigned long long>(first));
+      log("enclave %u: warning: %llu shared global(s) still point into the per-process memory of pid %d, which "
+          "was just reclaimed (first: %s at enclave offset %s); they now read zeros or another process's data. "
+          "Keep shared data in tm_shared_malloc memory (docs/enclave-programs.md).",
+          w.id, static_cast<unsigned long long>(count), c.pid, where.empty() ? "an unnamed global" : where.c_str(),
+          off);
     }
     std::lock_guard lock(mu_);
     c.contexts.erase(w.id);

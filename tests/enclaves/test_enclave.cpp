@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "teemate/trusted/runtime.h"
+#include "teemate/trusted/shared_memory.h"
 #include "../integration/test_enclave_ids.h"
 
 namespace {
@@ -339,6 +340,104 @@ int app_error_long(tm_call*) {
   return tm_app_errorf(-7, "long:%s", big);
 }
 TM_ECALL(kEcallAppErrorLong, app_error_long);
+
+// ---- Shared and per-process memory ----
+// Deliberately a shared global pointer: with kind 0 it points into the
+// stashing process's arena, the bug the debug report names.
+char* g_stash = nullptr;
+size_t g_stash_len = 0;
+tm_mutex g_stash_mutex = TM_MUTEX_INIT;
+
+int stash(tm_call* c) {
+  if (c->nbufs != 1 || c->bufs[0].direction != TM_BUF_IN) return TM_ERR_INVALID;
+  const size_t n = c->bufs[0].size;
+  char* p = static_cast<char*>(c->scalars[0] ? tm_shared_malloc(n) : malloc(n));
+  if (!p) return TM_ERR_NO_MEMORY;
+  memcpy(p, c->bufs[0].data, n);
+  tm_mutex_lock(&g_stash_mutex);
+  g_stash = p;  // the previous stash is dropped (it may belong to an ended process)
+  g_stash_len = n;
+  tm_mutex_unlock(&g_stash_mutex);
+  return TM_OK;
+}
+TM_ECALL(kEcallStash, stash);
+
+int peek(tm_call* c) {
+  if (c->nbufs != 1 || c->bufs[0].direction != TM_BUF_OUT) return TM_ERR_INVALID;
+  tm_mutex_lock(&g_stash_mutex);
+  const size_t n = g_stash_len < c->bufs[0].size ? g_stash_len : c->bufs[0].size;
+  if (g_stash) memcpy(c->bufs[0].data, g_stash, n);
+  c->bufs[0].out_size = g_stash ? n : 0;
+  c->scalars[0] = static_cast<uint64_t>(tm_is_shared_memory(g_stash));
+  c->scalars[1] = g_stash_len;
+  tm_mutex_unlock(&g_stash_mutex);
+  return TM_OK;
+}
+TM_ECALL(kEcallPeek, peek);
+
+using teemate::trusted::shared_map;
+using teemate::trusted::shared_string;
+shared_map<shared_string, shared_string>* g_map = nullptr;
+tm_mutex g_map_mutex = TM_MUTEX_INIT;
+
+int map_put(tm_call* c) {
+  if (c->nbufs != 2) return TM_ERR_INVALID;
+  tm_mutex_lock(&g_map_mutex);
+  if (!g_map) g_map = teemate::trusted::shared_new<shared_map<shared_string, shared_string>>();
+  shared_string key(static_cast<const char*>(c->bufs[0].data), c->bufs[0].size);
+  (*g_map)[key] = shared_string(static_cast<const char*>(c->bufs[1].data), c->bufs[1].size);
+  tm_mutex_unlock(&g_map_mutex);
+  return TM_OK;
+}
+TM_ECALL(kEcallMapPut, map_put);
+
+int map_get(tm_call* c) {
+  if (c->nbufs != 2 || c->bufs[1].direction != TM_BUF_OUT) return TM_ERR_INVALID;
+  tm_mutex_lock(&g_map_mutex);
+  shared_string key(static_cast<const char*>(c->bufs[0].data), c->bufs[0].size);
+  auto it = g_map ? g_map->find(key) : decltype(g_map->end()){};
+  if (!g_map || it == g_map->end()) {
+    tm_mutex_unlock(&g_map_mutex);
+    return tm_app_errorf(404, "no entry for key '%.*s'", static_cast<int>(key.size()), key.data());
+  }
+  const size_t n = it->second.size() < c->bufs[1].size ? it->second.size() : c->bufs[1].size;
+  memcpy(c->bufs[1].data, it->second.data(), n);
+  c->bufs[1].out_size = n;
+  tm_mutex_unlock(&g_map_mutex);
+  return TM_OK;
+}
+TM_ECALL(kEcallMapGet, map_get);
+
+int shared_api(tm_call* c) {
+  bool ok = true;
+  auto* a = static_cast<uint8_t*>(tm_shared_calloc(3, 100));
+  ok = ok && a && tm_is_shared_memory(a);
+  for (int i = 0; a && i < 300; ++i) ok = ok && a[i] == 0;
+  ok = ok && tm_shared_calloc(SIZE_MAX / 2, 4) == nullptr;               // overflow
+  ok = ok && tm_shared_aligned_alloc(3, 8) == nullptr;                   // not a power of two
+  void* al = tm_shared_aligned_alloc(4096, 10);
+  ok = ok && al && (reinterpret_cast<uintptr_t>(al) & 4095) == 0;
+  tm_shared_free(al);
+  // realloc of per-process memory gives shared memory with the same bytes.
+  auto* mine = static_cast<uint8_t*>(malloc(64));
+  ok = ok && mine;
+  if (mine) memset(mine, 0x42, 64);
+  auto* moved = static_cast<uint8_t*>(tm_shared_realloc(mine, 128));
+  ok = ok && moved && tm_is_shared_memory(moved);
+  for (int i = 0; moved && i < 64; ++i) ok = ok && moved[i] == 0x42;
+  ok = ok && tm_shared_realloc(moved, 0) == nullptr;  // frees
+  tm_shared_free(nullptr);
+  tm_shared_free(a);
+  int on_stack = 0;
+  // Per-process memory is not shared when the thread has a process context.
+  void* per = malloc(16);
+  ok = ok && per && (tm_process_id() == 0 ? tm_is_shared_memory(per) == 1 : tm_is_shared_memory(per) == 0);
+  free(per);
+  ok = ok && tm_is_shared_memory(&on_stack) == 1 && tm_is_shared_memory(reinterpret_cast<void*>(16)) == 0;
+  c->scalars[0] = ok ? 1 : 0;
+  return TM_OK;
+}
+TM_ECALL(kEcallSharedApi, shared_api);
 }  // namespace
 
 int main(int argc, char** argv) {

@@ -262,6 +262,23 @@ TEST_F(RuntimeTest, EveryRuntimeStatusIsPrintedByName) {
   EXPECT_NE(st.message().find("unknown status 99"), std::string::npos) << st.to_string();
 }
 
+TEST_F(RuntimeTest, SharedMemoryApiInADedicatedEnclave) {
+  // No process context: shared and per-process memory are the same heap.
+  CallArgs a;
+  ASSERT_TRUE(enclave_->call(kEcallSharedApi, a).ok());
+  EXPECT_EQ(a.scalar_value(0), 1u);
+  // A shared_map works without a daemon as well.
+  const std::string k = "key", v = "value";
+  CallArgs put;
+  put.in(k).in(v);
+  ASSERT_TRUE(enclave_->call(kEcallMapPut, put).ok());
+  std::vector<uint8_t> out(64);
+  CallArgs get;
+  get.in(k).out(out);
+  ASSERT_TRUE(enclave_->call(kEcallMapGet, get).ok());
+  EXPECT_EQ(std::string(reinterpret_cast<char*>(out.data()), get.buffer(1).out_size), v);
+}
+
 TEST(StatusTable, NamesAndDescriptionsCoverEveryCode) {
   for (int32_t c = 0; c < TEEMATE_STATUS_CODE_COUNT; ++c) {
     EXPECT_EQ(call_status_name(c).rfind("TM_", 0), 0u) << c;

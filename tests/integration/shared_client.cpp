@@ -35,6 +35,13 @@
 //                        lease a TCS of each; print "ok" or the error code of
 //                        each, then sleep holding them
 //   load-opath IMAGE     a load whose descriptor is O_PATH (no read access)
+//   stash KIND TEXT IMAGE keep TEXT in enclave memory of KIND (shared or
+//                        process) behind a shared global pointer; print "stored"
+//   peek IMAGE           print "<1 if that pointer is shared memory> <length>
+//                        <the bytes it points to now, as text>"
+//   map-put K V IMAGE    put K=V into the enclave's global shared_map
+//   map-get K IMAGE      print V, or "app-error CODE" for an application error
+//   shared-api IMAGE     print 1 when the tm_shared_* edge cases hold
 // Socket from $TEEMATE_SOCKET. Exit status 0 on success.
 #include <fcntl.h>
 #include <sys/wait.h>
@@ -388,6 +395,57 @@ int main(int argc, char** argv) {
   if (cmd == "heap") {
     CallArgs a;
     Status st = (*e)->call(kEcallHeapStats, a);
+    if (!st.ok()) return fail(st.message());
+    std::printf("%llu\n", static_cast<unsigned long long>(a.scalar_value(0)));
+    return 0;
+  }
+  if (cmd == "stash" && argc == 5) {
+    const std::string kind = argv[2], text = argv[3];
+    CallArgs a;
+    a.scalar(0, kind == "shared" ? 1 : 0).in(text);
+    Status st = (*e)->call(kEcallStash, a);
+    if (!st.ok()) return fail(st.message());
+    std::printf("stored\n");
+    return 0;
+  }
+  if (cmd == "peek") {
+    std::vector<uint8_t> out(4096);
+    CallArgs a;
+    a.out(out);
+    Status st = (*e)->call(kEcallPeek, a);
+    if (!st.ok()) return fail(st.message());
+    std::string text;
+    for (size_t i = 0; i < a.buffer(0).out_size; ++i) text += out[i] ? static_cast<char>(out[i]) : '.';
+    std::printf("%llu %llu %s\n", static_cast<unsigned long long>(a.scalar_value(0)),
+                static_cast<unsigned long long>(a.scalar_value(1)), text.c_str());
+    return 0;
+  }
+  if (cmd == "map-put" && argc == 5) {
+    const std::string k = argv[2], v = argv[3];
+    CallArgs a;
+    a.in(k).in(v);
+    Status st = (*e)->call(kEcallMapPut, a);
+    if (!st.ok()) return fail(st.message());
+    std::printf("put\n");
+    return 0;
+  }
+  if (cmd == "map-get" && argc == 4) {
+    const std::string k = argv[2];
+    std::vector<uint8_t> out(4096);
+    CallArgs a;
+    a.in(k).out(out);
+    Status st = (*e)->call(kEcallMapGet, a);
+    if (st.code() == Code::kApplication) {
+      std::printf("app-error %d\n", st.app_code());
+      return 0;
+    }
+    if (!st.ok()) return fail(st.message());
+    std::printf("%s\n", std::string(reinterpret_cast<char*>(out.data()), a.buffer(1).out_size).c_str());
+    return 0;
+  }
+  if (cmd == "shared-api") {
+    CallArgs a;
+    Status st = (*e)->call(kEcallSharedApi, a);
     if (!st.ok()) return fail(st.message());
     std::printf("%llu\n", static_cast<unsigned long long>(a.scalar_value(0)));
     return 0;

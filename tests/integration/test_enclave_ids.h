@@ -35,6 +35,14 @@ enum TestEcall : unsigned {
   kEcallAppError = 0x150,     // scalars[0] in: app code; bufs[0] in (optional): message; fails with it
   kEcallReturnStatus = 0x151, // scalars[0] in: the status to return as is
   kEcallAppErrorLong = 0x152, // fails via tm_app_errorf with a 600-byte message
+  // Shared and per-process memory.
+  kEcallStash = 0x160,        // scalars[0] in: 1 shared (tm_shared_malloc), 0 per-process (malloc);
+                              // bufs[0] in: text, kept in a copy that the global g_stash points to
+  kEcallPeek = 0x161,         // bufs[0] out: the bytes g_stash points to now (as many as were stashed);
+                              // scalars[0] out: tm_is_shared_memory(g_stash); [1] out: stashed length
+  kEcallMapPut = 0x162,       // bufs[0] in: key; bufs[1] in: value; into a global shared_map
+  kEcallMapGet = 0x163,       // bufs[0] in: key; bufs[1] out: value; app error 404 when absent
+  kEcallSharedApi = 0x164,    // exercises tm_shared_* edge cases; scalars[0] out: 1 when all held
 };
 
 enum TestOcall : unsigned {

@@ -222,6 +222,33 @@ void tm_mutex_lock(tm_mutex* m);
 int tm_mutex_trylock(tm_mutex* m); /* 1 when taken */
 void tm_mutex_unlock(tm_mutex* m);
 
+/* ---- Shared and per-process memory -------------------------------------
+ * In a shared enclave, `malloc`, `new` and the standard containers' default
+ * allocator on a thread of an attached process take memory from that
+ * process's arena: it is reclaimed when the process ends, however it ends,
+ * and scrubbed (zeroed) before the memory is used again, so no process
+ * ever sees another's leftovers. Globals (.data, .bss) and memory from
+ * tm_shared_* are shared: they live as long as the enclave and every
+ * attached process sees them. A shared structure must point only into
+ * shared memory: a global that keeps a `malloc`ed pointer reads zeros, or
+ * a later process's data, once its process has ended. Debug enclaves
+ * (debug = true) report such pointers when an arena is reclaimed (the
+ * daemon logs the global's name). C++: teemate/trusted/shared_memory.h.
+ * In a dedicated enclave, or on a thread with no process context, both
+ * kinds are the same heap. */
+void* tm_shared_malloc(size_t size);
+void* tm_shared_calloc(size_t count, size_t size);
+/* `align` a power of two; NULL for a bad alignment or no memory. */
+void* tm_shared_aligned_alloc(size_t align, size_t size);
+/* Grows or shrinks shared memory; the new block is shared whatever `p` was. */
+void* tm_shared_realloc(void* p, size_t size);
+/* Frees memory of either kind (like free); NULL is ignored. */
+void tm_shared_free(void* p);
+/* 0 when `p` points into a live process's arena (per-process memory) or
+ * outside the enclave; 1 for any other enclave address (shared heap,
+ * globals). */
+int tm_is_shared_memory(const void* p);
+
 /* The process context of the calling thread: 0 in a dedicated enclave (or a
  * thread the daemon runs), else the id the daemon's attach gave it. */
 uint32_t tm_process_id(void);

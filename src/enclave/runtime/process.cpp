@@ -12,10 +12,15 @@
  * Dekker-style handshake on ecall_depth and the context's state), so its
  * arena is never freed under a running thread; a TCS is bound only while
  * unbound. Control ECALLs are authenticated by the caller (ecall.cpp).
+ * An ended process's arena is zeroed before it goes back to the heap, so no
+ * later allocation sees its data. Also the shared-memory API (tm_shared_*).
  * Nothing here calls the host. */
+#include <elf.h>
 #include <string.h>
 
 #include "runtime.h"
+
+extern "C" const char __ehdr_start[];  // the linker's: the loaded ELF header
 
 namespace teemate::trts {
 
@@ -32,6 +37,7 @@ struct ProcessContext {
   uint64_t host_pid;        // informational: the pid the daemon saw
   int64_t exit_status;      // main()'s return value, once a main() of the process returned
   void* arena_mem;          // from the global heap
+  uint64_t arena_bytes;     // size of arena_mem
   Heap arena;
   tm_spinlock held_lock;
   tm_mutex* held[kMaxHeldMutexes];  // mutexes it holds or is taking
@@ -79,6 +85,31 @@ void forget_mutex(ProcessContext* c, tm_mutex* m) {
     }
   }
   tm_spin_unlock(&c->held_lock);
+}
+
+// Debug enclaves: words of the enclave's writable globals (every writable
+// PT_LOAD segment, .data and .bss) that point into [lo, hi), the arena about
+// to be reclaimed. The runtime's own context table is skipped (it records
+// the arena). Returns how many, and the enclave offset of the first.
+uint64_t globals_pointing_into(uint64_t lo, uint64_t hi, uint64_t* first_offset) {
+  const uint64_t base = globals().base;
+  const auto* eh = reinterpret_cast<const Elf64_Ehdr*>(__ehdr_start);
+  const auto* ph = reinterpret_cast<const Elf64_Phdr*>(__ehdr_start + eh->e_phoff);
+  const uint64_t skip_lo = reinterpret_cast<uint64_t>(&g_contexts[0]);
+  const uint64_t skip_hi = skip_lo + sizeof(g_contexts);
+  uint64_t count = 0;
+  for (uint32_t i = 0; i < eh->e_phnum; ++i) {
+    if (ph[i].p_type != PT_LOAD || !(ph[i].p_flags & PF_W)) continue;
+    const uint64_t from = (base + ph[i].p_vaddr + 7) & ~uint64_t{7};
+    const uint64_t to = base + ph[i].p_vaddr + ph[i].p_memsz;
+    for (uint64_t at = from; at + 8 <= to; at += 8) {
+      if (at >= skip_lo && at < skip_hi) continue;
+      const uint64_t v = __atomic_load_n(reinterpret_cast<const uint64_t*>(at), __ATOMIC_RELAXED);
+      if (v < lo || v >= hi) continue;
+      if (count++ == 0) *first_offset = at - base;
+    }
+  }
+  return count;
 }
 
 }  // namespace
@@ -158,6 +189,7 @@ int process_start(tm_call* call) {
     c.host_pid = call->scalars[0];
     c.exit_status = -1;
     c.arena_mem = mem;
+    c.arena_bytes = mem ? arena_bytes : 0;
     if (mem) heap_init(c.arena, mem, arena_bytes);
     __atomic_store_n(&c.state, kLive, __ATOMIC_SEQ_CST);
     tm_spin_unlock(&g_table_lock);
@@ -237,10 +269,29 @@ int process_end(tm_call* call) {
     td->context = nullptr;
     td->lease_token[0] = td->lease_token[1] = 0;
   }
+  // The arena: no thread of the process runs, and once arena_mem is cleared
+  // under the table lock nobody frees into it (free_anywhere looks arenas up
+  // under that lock). Debug enclaves report shared globals that still point
+  // into it; then it is zeroed, outside the lock, before the heap gets it
+  // back, so no later allocation ever sees the process's data.
   tm_spin_lock(&g_table_lock);
   void* mem = c->arena_mem;
-  if (mem) heap_free(mem);  // the whole arena, whatever the process forgot to free
+  const uint64_t bytes = c->arena_bytes;
   c->arena_mem = nullptr;
+  c->arena_bytes = 0;
+  tm_spin_unlock(&g_table_lock);
+  call->scalars[3] = 0;
+  if (mem) {
+    const uint64_t lo = reinterpret_cast<uint64_t>(mem);
+    if (globals().meta->debug) {
+      uint64_t first = 0;
+      const uint64_t n = globals_pointing_into(lo, lo + bytes, &first);
+      if (n) call->scalars[3] = ((n < 0xffffff ? n : 0xffffff) << 40) | (first & 0xffffffffffull);
+    }
+    memset(mem, 0, bytes);
+    heap_free(mem);  // the whole arena, whatever the process forgot to free
+  }
+  tm_spin_lock(&g_table_lock);
   c->generation += 1;
   __atomic_store_n(&c->state, kFree, __ATOMIC_SEQ_CST);
   tm_spin_unlock(&g_table_lock);
@@ -313,6 +364,55 @@ void tm_mutex_unlock(tm_mutex* m) {
 uint32_t tm_process_id(void) {
   ThreadData* td = td_or_null();
   return td && td->context ? td->context->slot + 1 : 0;
+}
+
+void* tm_shared_malloc(size_t size) { return heap_alloc(global_heap(), size ? size : 1, 16); }
+
+void* tm_shared_calloc(size_t count, size_t size) {
+  if (size && count > static_cast<size_t>(-1) / size) return nullptr;
+  const size_t total = count * size;
+  void* p = heap_alloc(global_heap(), total ? total : 1, 16);
+  if (p) memset(p, 0, total);
+  return p;
+}
+
+void* tm_shared_aligned_alloc(size_t align, size_t size) {
+  if (align == 0 || (align & (align - 1))) return nullptr;
+  return heap_alloc(global_heap(), size ? size : 1, align < 16 ? 16 : align);
+}
+
+void* tm_shared_realloc(void* p, size_t size) {
+  if (!p) return tm_shared_malloc(size);
+  if (size == 0) {
+    free_anywhere(p);
+    return nullptr;
+  }
+  const size_t old = usable_size_anywhere(p);
+  if (size <= old && tm_is_shared_memory(p)) return p;
+  void* q = tm_shared_malloc(size);
+  if (!q) return nullptr;
+  memcpy(q, p, old < size ? old : size);
+  free_anywhere(p);
+  return q;
+}
+
+void tm_shared_free(void* p) {
+  if (p) free_anywhere(p);
+}
+
+int tm_is_shared_memory(const void* p) {
+  const uint64_t a = reinterpret_cast<uint64_t>(p);
+  if (!within_enclave(a, 1)) return 0;
+  tm_spin_lock(&g_table_lock);
+  for (ProcessContext& c : g_contexts) {
+    const uint64_t lo = reinterpret_cast<uint64_t>(c.arena_mem);
+    if (c.state != kFree && c.arena_mem && a >= lo && a < lo + c.arena_bytes) {
+      tm_spin_unlock(&g_table_lock);
+      return 0;
+    }
+  }
+  tm_spin_unlock(&g_table_lock);
+  return 1;
 }
 
 size_t tm_process_heap_used(void) {
