@@ -9,7 +9,12 @@
 #     SOURCES a.c b.cpp ...
 #     CONFIG  enclave.toml
 #     [KEY    signing-key.pem]   # default: a development key made once per build tree
+#     [EDL    iface.edl ...]     # typed calls: adds the generated enclave side
 #     [LIBS   extra enclave libraries ...])
+#
+#   teemate_edl_host(TARGET host_target EDL iface.edl ...)
+#     adds the generated host side (iface_u.h, iface_u.cpp) to a host target,
+#     which must also link the host API (TeeMate::host).
 #
 # Output: ${TEEMATE_ENCLAVE_DIR}/NAME.tme (default: the build directory).
 #
@@ -86,8 +91,49 @@ add_custom_command(OUTPUT ${TEEMATE_DEV_KEY}
   COMMENT "Generating the development signing key (RSA-3072, e=3)")
 add_custom_target(teemate_dev_key DEPENDS ${TEEMATE_DEV_KEY})
 
+# Generates one side of an interface into the build directory; sets
+# <out_sources> to the generated source and <out_dir> to the include dir.
+function(teemate_edl_generate edl side out_sources out_dir)
+  if(NOT IS_ABSOLUTE ${edl})
+    set(edl ${CMAKE_CURRENT_SOURCE_DIR}/${edl})
+  endif()
+  get_filename_component(stem ${edl} NAME_WE)
+  set(dir ${CMAKE_CURRENT_BINARY_DIR}/teemate_edl/${stem}_${side})
+  if(side STREQUAL "trusted")
+    set(files ${dir}/${stem}_t.h ${dir}/${stem}_t.cpp)
+    set(flag --trusted-dir)
+  else()
+    set(files ${dir}/${stem}_u.h ${dir}/${stem}_u.cpp)
+    set(flag --untrusted-dir)
+  endif()
+  # Once per directory, however many targets use the interface.
+  get_property(done DIRECTORY PROPERTY TEEMATE_EDL_GENERATED_${stem}_${side})
+  if(NOT done)
+    add_custom_command(OUTPUT ${files}
+      COMMAND ${TEEMATE_SDK_TOOL} edger ${edl} ${flag} ${dir}
+      DEPENDS ${edl} ${TEEMATE_SDK_TOOL}
+      COMMENT "Generating the ${side} stubs of ${stem}.edl")
+    set_property(DIRECTORY PROPERTY TEEMATE_EDL_GENERATED_${stem}_${side} 1)
+  endif()
+  list(GET files 1 source)
+  set(${out_sources} ${source} PARENT_SCOPE)
+  set(${out_dir} ${dir} PARENT_SCOPE)
+endfunction()
+
+function(teemate_edl_host)
+  cmake_parse_arguments(H "" "TARGET" "EDL" ${ARGN})
+  if(NOT H_TARGET OR NOT H_EDL)
+    message(FATAL_ERROR "teemate_edl_host: TARGET and EDL are required")
+  endif()
+  foreach(edl ${H_EDL})
+    teemate_edl_generate(${edl} untrusted src dir)
+    target_sources(${H_TARGET} PRIVATE ${src})
+    target_include_directories(${H_TARGET} PRIVATE ${dir})
+  endforeach()
+endfunction()
+
 function(teemate_add_enclave name)
-  cmake_parse_arguments(E "" "CONFIG;KEY" "SOURCES;LIBS" ${ARGN})
+  cmake_parse_arguments(E "" "CONFIG;KEY" "SOURCES;LIBS;EDL" ${ARGN})
   if(NOT E_CONFIG)
     message(FATAL_ERROR "teemate_add_enclave(${name}): CONFIG enclave.toml is required")
   endif()
@@ -98,7 +144,16 @@ function(teemate_add_enclave name)
     set(E_KEY ${TEEMATE_DEV_KEY})
   endif()
   set(elf ${name}_enclave_elf)
+  set(edl_dirs "")
+  foreach(edl ${E_EDL})
+    teemate_edl_generate(${edl} trusted src dir)
+    list(APPEND E_SOURCES ${src})
+    list(APPEND edl_dirs ${dir})
+  endforeach()
   add_executable(${elf} ${E_SOURCES})
+  if(edl_dirs)
+    target_include_directories(${elf} PRIVATE ${edl_dirs})
+  endif()
   # The language standard as properties too, so that CMake adds no other.
   set_target_properties(${elf} PROPERTIES OUTPUT_NAME ${name}.elf
     RUNTIME_OUTPUT_DIRECTORY ${TEEMATE_ENCLAVE_DIR} LINKER_LANGUAGE CXX

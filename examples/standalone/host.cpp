@@ -6,7 +6,15 @@
 #include <vector>
 
 #include "ids.h"
+#include "standalone_u.h"
 #include "teemate/enclave.h"
+
+namespace {
+uint32_t g_progress = 0;
+}
+
+// The OCALL of standalone.edl, implemented by the host.
+void host_progress(uint32_t done) { g_progress = done; }
 
 int main(int argc, char** argv) {
   if (argc != 2) {
@@ -36,6 +44,18 @@ int main(int argc, char** argv) {
   if (st.code() != teemate::Code::kApplication || st.app_code() != STANDALONE_REFUSE_CODE) {
     std::fprintf(stderr, "refuse: expected application error %d, got %s\n", STANDALONE_REFUSE_CODE,
                  st.to_string().c_str());
+    return 1;
+  }
+
+  // Typed: the generated proxy marshals, the generated handler checks.
+  if (!standalone_register_ocalls(*enclave).ok()) return 1;
+  const int32_t values[] = {40, 1, 1};
+  int64_t total = 0;
+  int ret = -1;
+  st = sum(*enclave, &ret, values, 3, &total);
+  if (!st.ok() || ret != 0 || total != 42 || g_progress != 3) {
+    std::fprintf(stderr, "sum: %s, ret %d, total %lld, progress %u\n", st.to_string().c_str(), ret,
+                 static_cast<long long>(total), g_progress);
     return 1;
   }
 

@@ -23,8 +23,9 @@
   X(ERR_APP, 10, "application error reported by the handler")                                     \
   X(ERR_MAC, 11, "authentication failed (sealed blob tag, REPORT MAC)")                           \
   X(ERR_BUSY, 12, "busy: a thread of that process is inside, or a runtime lock stayed taken")     \
-  X(ERR_DENIED, 13, "denied: this TCS is not leased to the caller, or its token is wrong")
+  X(ERR_DENIED, 13, "denied: this TCS is not leased to the caller, or its token is wrong")       \
+  X(ERR_INTERFACE, 14, "typed call: caller and callee were generated from different interfaces")
 
-#define TEEMATE_STATUS_CODE_COUNT 14
+#define TEEMATE_STATUS_CODE_COUNT 15
 
 #endif /* TEEMATE_STATUS_CODES_H_ */

@@ -22,6 +22,7 @@ void register_measure(CLI::App& app);
 void register_verify(CLI::App& app);
 void register_inspect(CLI::App& app);
 void register_enclave(CLI::App& app);
+void register_edger(CLI::App& app);
 // main's exit status after `enclave run`, or -1 when no program ran.
 int enclave_run_exit_status();
 

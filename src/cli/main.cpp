@@ -11,7 +11,7 @@ namespace {
 constexpr void (*kVerbs[])(CLI::App&) = {
     teemate::cli::register_keygen,  teemate::cli::register_pack,    teemate::cli::register_sign,
     teemate::cli::register_measure, teemate::cli::register_verify,  teemate::cli::register_inspect,
-    teemate::cli::register_enclave,
+    teemate::cli::register_enclave, teemate::cli::register_edger,
 };
 
 }  // namespace

@@ -100,6 +100,7 @@ enum CallStatus : int32_t {
                           // lock stayed taken (a dead thread's); retry after recovery
   kErrDenied = 13,        // shared enclave: this TCS is not leased, or the frame's
                           // auth is not its lease token / the control token
+  kErrInterface = 14,     // typed call: the caller's stub came from a different interface
 };
 
 // The enum above is the ABI's spelling of teemate/status_codes.h: each
@@ -119,10 +120,10 @@ static_assert(kOk == status_table::OK && kErrInvalid == status_table::ERR_INVALI
               kErrOcallFailed == status_table::ERR_OCALL_FAILED && kErrAbi == status_table::ERR_ABI &&
               kErrState == status_table::ERR_STATE && kErrApp == status_table::ERR_APP &&
               kErrMac == status_table::ERR_MAC && kErrBusy == status_table::ERR_BUSY &&
-              kErrDenied == status_table::ERR_DENIED,
+              kErrDenied == status_table::ERR_DENIED && kErrInterface == status_table::ERR_INTERFACE,
               "CallStatus and teemate/status_codes.h disagree");
 static_assert(status_table::kSum == TEEMATE_STATUS_CODE_COUNT * (TEEMATE_STATUS_CODE_COUNT - 1) / 2 &&
-              kErrDenied == TEEMATE_STATUS_CODE_COUNT - 1,
+              kErrInterface == TEEMATE_STATUS_CODE_COUNT - 1,
               "teemate/status_codes.h must number its codes 0..COUNT-1");
 
 // ---- Call frames --------------------------------------------------------------

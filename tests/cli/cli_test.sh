@@ -174,4 +174,25 @@ else
   echo "python3 not found: skipping the independent MRENCLAVE recomputation"
 fi
 
+
+step "edger: generates both sides; refuses bad interfaces and names clearly"
+cat > kv.edl <<'EDL'
+enclave {
+  trusted { public int kv_get([in, string] const char* key, [out, size=cap] uint8_t* buf, size_t cap); };
+  untrusted { void host_log([in, string] const char* msg); };
+};
+EDL
+"$TEEMATE" edger kv.edl --trusted-dir gen/t --untrusted-dir gen/u
+for f in gen/t/kv_t.h gen/t/kv_t.cpp gen/u/kv_u.h gen/u/kv_u.cpp; do [[ -s $f ]] || fail "edger did not write $f"; done
+grep -q "int kv_get(const char\* key, uint8_t\* buf, size_t cap);" gen/t/kv_t.h || fail "kv_t.h lacks the ECALL declaration"
+grep -q "int host_log(const char\* msg);" gen/t/kv_t.h || fail "kv_t.h lacks the OCALL stub"
+grep -q "teemate::Status kv_get(teemate::Enclave& enclave, int\* ret" gen/u/kv_u.h || fail "kv_u.h lacks the proxy"
+run_fail 1 "kv-2.edl: the file name .* must be a C identifier" bash -c "cp kv.edl kv-2.edl && '$TEEMATE' edger kv-2.edl --trusted-dir gen2"
+echo 'enclave { trusted { int f(int* p); }; };' > bad.edl
+run_fail 1 "teemate edger: bad.edl:1: f: parameter 'p' is a pointer" "$TEEMATE" edger bad.edl --trusted-dir gen3
+[[ ! -e gen3 ]] || fail "edger wrote output for a bad interface"
+run_fail 1 "nothing to generate" "$TEEMATE" edger kv.edl
+run_fail 2 "EDL: File does not exist" "$TEEMATE" edger missing.edl --trusted-dir gen4
+no_temporaries
+
 echo "PASS"

@@ -244,7 +244,7 @@ TEST_F(RuntimeTest, EveryRuntimeStatusIsPrintedByName) {
   const std::pair<int32_t, const char*> cases[] = {
       {1, "TM_ERR_INVALID"}, {2, "TM_ERR_UNKNOWN_CALL"}, {4, "TM_ERR_TOO_LARGE"}, {5, "TM_ERR_NO_MEMORY"},
       {7, "TM_ERR_OCALL_FAILED"}, {8, "TM_ERR_ABI"}, {9, "TM_ERR_STATE"}, {11, "TM_ERR_MAC"},
-      {12, "TM_ERR_BUSY"}, {13, "TM_ERR_DENIED"}};
+      {12, "TM_ERR_BUSY"}, {13, "TM_ERR_DENIED"}, {14, "TM_ERR_INTERFACE"}};
   for (const auto& [code, name] : cases) {
     CallArgs a;
     a.scalar(0, static_cast<uint64_t>(code));
@@ -286,7 +286,7 @@ TEST(StatusTable, NamesAndDescriptionsCoverEveryCode) {
   }
   EXPECT_EQ(call_status_name(0), "TM_OK");
   EXPECT_EQ(call_status_name(10), "TM_ERR_APP");
-  EXPECT_EQ(call_status_name(TEEMATE_STATUS_CODE_COUNT), "unknown status 14");
+  EXPECT_EQ(call_status_name(TEEMATE_STATUS_CODE_COUNT), "unknown status 15");
 }
 
 TEST_F(RuntimeTest, HostBufferInsideTheEnclaveIsRefused) {

@@ -69,6 +69,10 @@ typedef struct tm_ecall_entry {
  * leaves the enclave in clear: never put a secret in it. */
 int tm_app_error(int32_t code, const char* message);
 int tm_app_errorf(int32_t code, const char* format, ...) __attribute__((format(printf, 2, 3)));
+/* 1 when tm_app_error was called during the current ECALL. Typed-call
+ * handlers (teemate edger) use it: a typed ECALL that calls tm_app_error
+ * fails with that error whatever the function returns. */
+int tm_app_error_pending(void);
 
 /* Makes OCALL `call->id` on the host. Buffers marked IN are copied out to
  * host memory, OUT buffers are copied back after the host's lengths were

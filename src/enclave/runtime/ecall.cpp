@@ -106,10 +106,16 @@ extern "C" int tm_app_error(int32_t code, const char* message) {
   EcallState* st = current_ecall_state();
   if (!st) return TM_ERR_APP;
   st->app_code = code;
+  st->app_error_set = 1;
   size_t n = message ? strnlen(message, sizeof(st->app_message) - 1) : 0;
   memcpy(st->app_message, message ? message : "", n);
   st->app_message_len = static_cast<uint32_t>(n);
   return TM_ERR_APP;
+}
+
+extern "C" int tm_app_error_pending(void) {
+  EcallState* st = current_ecall_state();
+  return st && st->app_error_set ? 1 : 0;
 }
 
 extern "C" int tm_app_errorf(int32_t code, const char* format, ...) {

@@ -39,6 +39,7 @@ struct EcallState {
   /* tm_app_error: the handler's own code and message (in enclave memory
    * until the call ends, then copied to host_frame->app_error). */
   int32_t app_code;
+  uint32_t app_error_set;       /* tm_app_error was called in this ECALL */
   uint32_t app_message_len;
   char app_message[abi::kAppMessageMax];
 };

@@ -121,6 +121,9 @@ Status status_from_call(int32_t st, const abi::CallFrame& f, uint32_t id) {
     case abi::kErrDenied:
       return security_error(what + ": the enclave refused the call: this TCS is not leased to this process "
                                    "(its lease ended, or the token is wrong) (" + named + ")");
+    case abi::kErrInterface:
+      return invalid_argument(what + ": the enclave's typed-call stubs were generated from a different interface "
+                                     "than the caller's; rebuild both from the same .edl (" + named + ")");
     default:
       return internal_error(what + " failed: " + named + " (" + call_status_description(st) + ")");
   }

@@ -1,0 +1,78 @@
+// The typed-call interface language (an EDL subset): the model of an
+// interface file, its parser and the code generator. An interface declares
+// ECALLs (`trusted`) and OCALLs (`untrusted`) once; `teemate edger`
+// generates the enclave-side and host-side stubs from it. Host-only build
+// tool: nothing here runs inside an enclave, and nothing here decides at run
+// time (the generated code does, with teemate/call_wire.h).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "teemate/status.h"
+
+namespace teemate::edl {
+
+// A scalar C type the wire carries as one 8-byte word.
+struct ScalarType {
+  std::string spelling;  // as written in C: "uint32_t", "unsigned long long"
+  uint32_t size = 0;     // sizeof
+  bool is_integer = true;
+};
+
+enum class Direction { kNone, kIn, kOut, kInOut };
+
+struct Param {
+  std::string name;
+  ScalarType type;       // the pointee's type for pointers ("void": size 1)
+  bool pointer = false;
+  bool is_const = false;
+  Direction dir = Direction::kNone;
+  bool string = false;      // [in, string] const char*
+  bool user_check = false;  // passed as an address, never copied or checked
+  // [size=...] (bytes) or [count=...] (elements): a constant or the name
+  // of an integer scalar parameter of the same function. Neither: one element.
+  bool has_size = false;
+  bool size_is_count = false;
+  std::string size_param;   // empty: size_const
+  uint64_t size_const = 0;
+  int line = 0;
+};
+
+struct Function {
+  std::string name;
+  bool has_return = false;  // false: void
+  ScalarType ret;
+  std::vector<Param> params;
+  bool trusted = true;      // ECALL (trusted) or OCALL (untrusted)
+  uint32_t id = 0;          // call id, assigned in declaration order
+  uint64_t hash = 0;        // FNV-1a of the canonical signature
+  int line = 0;
+};
+
+struct Interface {
+  std::string name;  // file stem: names the generated files and the registration function
+  std::vector<Function> ecalls;
+  std::vector<Function> ocalls;
+};
+
+// Typed calls use ids from here up: hand-written TM_ECALL ids stay below.
+inline constexpr uint32_t kFirstTypedEcall = 0x8000;
+inline constexpr uint32_t kFirstTypedOcall = 0x8000;
+inline constexpr size_t kMaxParams = 32;
+
+// Parses an interface; errors name "file:line: " and what is wrong.
+Result<Interface> parse(std::string_view text, const std::string& file, const std::string& name);
+
+// Generated sources, by file name (NAME_t.h, NAME_t.cpp, NAME_u.h, NAME_u.cpp).
+struct Generated {
+  std::string trusted_header, trusted_source, untrusted_header, untrusted_source;
+};
+Generated generate(const Interface& iface);
+
+// The canonical text a function's hash is computed from (for tests and docs).
+std::string canonical_signature(const Function& f);
+
+}  // namespace teemate::edl

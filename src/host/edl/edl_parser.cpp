@@ -1,0 +1,397 @@
+// Parser of typed-call interface files (an EDL subset):
+//
+//   enclave {
+//     trusted {
+//       public int kv_put([in, size=key_len] const char* key, size_t key_len);
+//     };
+//     untrusted {
+//       void host_log([in, string] const char* msg);
+//     };
+//   };
+//
+// Every error names file:line and the function or parameter at fault. Only
+// scalar types and pointers to them are accepted; anything else is refused
+// with a message saying what to write instead. Never generates code.
+#include <cctype>
+#include <cstdio>
+#include <map>
+#include <set>
+
+#include "host/edl/edl.h"
+
+namespace teemate::edl {
+namespace {
+
+struct Token {
+  enum Kind { kIdent, kNumber, kPunct, kEnd } kind = kEnd;
+  std::string text;
+  int line = 0;
+};
+
+Result<std::vector<Token>> tokenize(std::string_view s, const std::string& file) {
+  std::vector<Token> out;
+  int line = 1;
+  size_t i = 0;
+  auto err = [&](const std::string& m) { return corrupt(file + ":" + std::to_string(line) + ": " + m); };
+  while (i < s.size()) {
+    const char c = s[i];
+    if (c == '\n') {
+      ++line;
+      ++i;
+    } else if (std::isspace(static_cast<unsigned char>(c))) {
+      ++i;
+    } else if (c == '/' && i + 1 < s.size() && s[i + 1] == '/') {
+      while (i < s.size() && s[i] != '\n') ++i;
+    } else if (c == '/' && i + 1 < s.size() && s[i + 1] == '*') {
+      const size_t end = s.find("*/", i + 2);
+      if (end == std::string_view::npos) return err("unterminated /* comment");
+      for (size_t k = i; k < end; ++k) line += s[k] == '\n';
+      i = end + 2;
+    } else if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
+      size_t j = i;
+      while (j < s.size() && (std::isalnum(static_cast<unsigned char>(s[j])) || s[j] == '_')) ++j;
+      out.push_back({Token::kIdent, std::string(s.substr(i, j - i)), line});
+      i = j;
+    } else if (std::isdigit(static_cast<unsigned char>(c))) {
+      size_t j = i;
+      while (j < s.size() && (std::isalnum(static_cast<unsigned char>(s[j])))) ++j;
+      out.push_back({Token::kNumber, std::string(s.substr(i, j - i)), line});
+      i = j;
+    } else if (std::string_view("{}()[];,*=").find(c) != std::string_view::npos) {
+      out.push_back({Token::kPunct, std::string(1, c), line});
+      ++i;
+    } else {
+      char b[64];
+      std::snprintf(b, sizeof b, "unexpected character '%c' (0x%02x)", std::isprint(static_cast<unsigned char>(c)) ? c : '?',
+                    static_cast<unsigned>(static_cast<unsigned char>(c)));
+      return err(b);
+    }
+  }
+  out.push_back({Token::kEnd, "end of file", line});
+  return out;
+}
+
+// The scalar types the wire carries, by spelling (multi-word ones joined by a space).
+const std::map<std::string, ScalarType>& scalar_types() {
+  static const std::map<std::string, ScalarType> types = [] {
+    std::map<std::string, ScalarType> t;
+    auto add = [&](const std::string& s, uint32_t size, bool integer = true) { t[s] = {s, size, integer}; };
+    add("bool", 1);
+    add("char", 1);
+    add("signed char", 1);
+    add("unsigned char", 1);
+    add("int8_t", 1);
+    add("uint8_t", 1);
+    add("short", 2);
+    add("unsigned short", 2);
+    add("int16_t", 2);
+    add("uint16_t", 2);
+    add("int", 4);
+    add("unsigned", 4);
+    add("unsigned int", 4);
+    add("int32_t", 4);
+    add("uint32_t", 4);
+    add("long", 8);
+    add("unsigned long", 8);
+    add("long long", 8);
+    add("unsigned long long", 8);
+    add("int64_t", 8);
+    add("uint64_t", 8);
+    add("size_t", 8);
+    add("ssize_t", 8);
+    add("intptr_t", 8);
+    add("uintptr_t", 8);
+    add("float", 4, false);
+    add("double", 8, false);
+    return t;
+  }();
+  return types;
+}
+
+class Parser {
+ public:
+  Parser(std::vector<Token> toks, std::string file) : t_(std::move(toks)), file_(std::move(file)) {}
+
+  Result<Interface> parse(const std::string& name) {
+    Interface iface;
+    iface.name = name;
+    TM_RETURN_IF_ERROR(expect_ident("enclave"));
+    TM_RETURN_IF_ERROR(expect("{"));
+    bool seen_trusted = false, seen_untrusted = false;
+    while (!is("}")) {
+      const Token& sec = peek();
+      if (sec.kind != Token::kIdent || (sec.text != "trusted" && sec.text != "untrusted")) {
+        return err(sec, "expected 'trusted {' or 'untrusted {', found '" + sec.text + "'");
+      }
+      const bool trusted = sec.text == "trusted";
+      bool& seen = trusted ? seen_trusted : seen_untrusted;
+      if (seen) return err(sec, "a second '" + sec.text + "' section: put all its functions in one");
+      seen = true;
+      next();
+      TM_RETURN_IF_ERROR(expect("{"));
+      while (!is("}")) {
+        TM_ASSIGN_OR_RETURN(Function f, function(trusted));
+        (trusted ? iface.ecalls : iface.ocalls).push_back(std::move(f));
+      }
+      next();
+      TM_RETURN_IF_ERROR(expect(";"));
+    }
+    next();
+    if (is(";")) next();
+    if (peek().kind != Token::kEnd) return err(peek(), "text after the end of 'enclave { ... };'");
+    TM_RETURN_IF_ERROR(check_names(iface));
+    for (size_t i = 0; i < iface.ecalls.size(); ++i) {
+      iface.ecalls[i].id = kFirstTypedEcall + static_cast<uint32_t>(i);
+    }
+    for (size_t i = 0; i < iface.ocalls.size(); ++i) {
+      iface.ocalls[i].id = kFirstTypedOcall + static_cast<uint32_t>(i);
+    }
+    for (auto* list : {&iface.ecalls, &iface.ocalls}) {
+      for (Function& f : *list) f.hash = fnv1a(canonical_signature(f));
+    }
+    return iface;
+  }
+
+ private:
+  const Token& peek() const { return t_[pos_]; }
+  const Token& next() { return t_[pos_ < t_.size() - 1 ? pos_++ : pos_]; }
+  bool is(const char* p) const { return peek().kind == Token::kPunct && peek().text == p; }
+  bool is_ident(const char* w) const { return peek().kind == Token::kIdent && peek().text == w; }
+  Status err(const Token& at, const std::string& m) const {
+    return corrupt(file_ + ":" + std::to_string(at.line) + ": " + m);
+  }
+  Status expect(const char* p) {
+    if (!is(p)) return err(peek(), std::string("expected '") + p + "', found '" + peek().text + "'");
+    next();
+    return {};
+  }
+  Status expect_ident(const char* w) {
+    if (!is_ident(w)) return err(peek(), std::string("expected '") + w + "', found '" + peek().text + "'");
+    next();
+    return {};
+  }
+
+  static uint64_t fnv1a(const std::string& s) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (unsigned char c : s) {
+      h ^= c;
+      h *= 0x100000001b3ull;
+    }
+    return h;
+  }
+
+  // A type made of one or more words ("unsigned long long"), or "void".
+  Result<std::pair<ScalarType, bool>> type_words(const std::string& what) {
+    const Token& first = peek();
+    if (first.kind != Token::kIdent) return err(first, "expected a type for " + what + ", found '" + first.text + "'");
+    std::string spelled = next().text;
+    static const std::set<std::string> joinable = {"unsigned", "signed", "long", "short", "int", "char"};
+    while (peek().kind == Token::kIdent && joinable.count(spelled.substr(spelled.rfind(' ') + 1)) &&
+           joinable.count(peek().text)) {
+      spelled += " " + next().text;
+    }
+    if (spelled == "void") return std::make_pair(ScalarType{"void", 1, true}, true);
+    auto it = scalar_types().find(spelled);
+    if (it == scalar_types().end()) {
+      return err(first, "type '" + spelled + "' of " + what +
+                            " is not supported: typed calls carry scalar types (int, uint64_t, size_t, double, "
+                            "...) and pointers to them; pass a struct as [in, size=...] const uint8_t*");
+    }
+    return std::make_pair(it->second, false);
+  }
+
+  Result<Function> function(bool trusted) {
+    Function f;
+    f.trusted = trusted;
+    f.line = peek().line;
+    if (is_ident("public")) {
+      if (!trusted) return err(peek(), "'public' applies to trusted functions only");
+      next();
+    }
+    const Token& ret_tok = peek();
+    TM_ASSIGN_OR_RETURN(auto ret, type_words("the return value"));
+    if (is("*")) return err(ret_tok, "a function cannot return a pointer; return a status and pass an [out] buffer");
+    f.has_return = !ret.second;
+    f.ret = ret.first;
+    const Token& name = peek();
+    if (name.kind != Token::kIdent) return err(name, "expected a function name, found '" + name.text + "'");
+    f.name = next().text;
+    TM_RETURN_IF_ERROR(expect("("));
+    if (is_ident("void") && t_[pos_ + 1].kind == Token::kPunct && t_[pos_ + 1].text == ")") next();
+    while (!is(")")) {
+      if (!f.params.empty()) TM_RETURN_IF_ERROR(expect(","));
+      TM_ASSIGN_OR_RETURN(Param p, param(f.name));
+      f.params.push_back(std::move(p));
+      if (f.params.size() > kMaxParams) {
+        return err(peek(), f.name + ": more than " + std::to_string(kMaxParams) + " parameters");
+      }
+    }
+    next();
+    TM_RETURN_IF_ERROR(expect(";"));
+    TM_RETURN_IF_ERROR(check_function(f));
+    return f;
+  }
+
+  Result<Param> param(const std::string& fn) {
+    Param p;
+    p.line = peek().line;
+    const Token& start = peek();
+    bool has_attrs = false;
+    if (is("[")) {
+      has_attrs = true;
+      next();
+      bool in = false, out = false;
+      for (;;) {
+        const Token& a = peek();
+        if (a.kind != Token::kIdent) return err(a, fn + ": expected an attribute, found '" + a.text + "'");
+        next();
+        if (a.text == "in") {
+          in = true;
+        } else if (a.text == "out") {
+          out = true;
+        } else if (a.text == "string") {
+          p.string = true;
+        } else if (a.text == "user_check") {
+          p.user_check = true;
+        } else if (a.text == "size" || a.text == "count") {
+          if (p.has_size) return err(a, fn + ": more than one size= or count=");
+          TM_RETURN_IF_ERROR(expect("="));
+          p.has_size = true;
+          p.size_is_count = a.text == "count";
+          const Token& v = peek();
+          if (v.kind == Token::kNumber) {
+            char* end = nullptr;
+            p.size_const = std::strtoull(v.text.c_str(), &end, 0);
+            if (!end || *end || p.size_const == 0) return err(v, fn + ": " + a.text + "=" + v.text + " is not a positive number");
+          } else if (v.kind == Token::kIdent) {
+            p.size_param = v.text;
+          } else {
+            return err(v, fn + ": " + a.text + "= needs a number or a parameter name");
+          }
+          next();
+        } else {
+          return err(a, fn + ": unknown attribute '" + a.text +
+                            "' (known: in, out, string, user_check, size=, count=)");
+        }
+        if (is("]")) break;
+        TM_RETURN_IF_ERROR(expect(","));
+      }
+      next();
+      p.dir = in && out ? Direction::kInOut : in ? Direction::kIn : out ? Direction::kOut : Direction::kNone;
+    }
+    if (is_ident("const")) {
+      p.is_const = true;
+      next();
+    }
+    TM_ASSIGN_OR_RETURN(auto type, type_words("a parameter of " + fn));
+    p.type = type.first;
+    const bool is_void = type.second;
+    if (is("*")) {
+      p.pointer = true;
+      next();
+      if (is("*")) return err(peek(), fn + ": pointers to pointers cannot be copied; use [user_check] void*");
+    }
+    const Token& nm = peek();
+    if (nm.kind != Token::kIdent) return err(nm, fn + ": expected a parameter name, found '" + nm.text + "'");
+    p.name = next().text;
+    const std::string what = fn + ": parameter '" + p.name + "'";
+    if (is_void && !p.pointer) return err(nm, what + " has type void");
+    if (!p.pointer) {
+      if (has_attrs) return err(start, what + " is not a pointer: attributes apply to pointers only");
+      if (p.is_const) p.is_const = false;  // const on a by-value scalar changes nothing on the wire
+      return p;
+    }
+    if (p.user_check) {
+      if (p.dir != Direction::kNone || p.string || p.has_size) {
+        return err(start, what + ": [user_check] takes no other attribute (it is passed as an address, unchecked)");
+      }
+      return p;
+    }
+    if (p.dir == Direction::kNone) {
+      return err(start, what + " is a pointer: say [in], [out], [in, out] or [user_check]");
+    }
+    if (p.string) {
+      if (p.dir != Direction::kIn) return err(start, what + ": [string] is for [in] strings only");
+      if (p.type.spelling != "char") return err(start, what + ": [string] needs a char pointer");
+      if (p.has_size) return err(start, what + ": a [string] carries its own length; drop size=/count=");
+    }
+    if (p.dir != Direction::kIn && p.is_const) return err(start, what + " is const but [out]: the callee could not write it");
+    if (is_void && !p.has_size) return err(start, what + ": a void pointer needs size= (bytes)");
+    if (is_void && p.size_is_count) return err(start, what + ": count= of a void pointer; use size= (bytes)");
+    return p;
+  }
+
+  Status check_function(const Function& f) {
+    std::set<std::string> names;
+    for (const Param& p : f.params) {
+      if (!names.insert(p.name).second) {
+        return corrupt(file_ + ":" + std::to_string(p.line) + ": " + f.name + ": two parameters named '" + p.name + "'");
+      }
+    }
+    for (const Param& p : f.params) {
+      if (p.size_param.empty()) continue;
+      const Param* sz = nullptr;
+      for (const Param& q : f.params) {
+        if (q.name == p.size_param) sz = &q;
+      }
+      const std::string at = file_ + ":" + std::to_string(p.line) + ": " + f.name + ": parameter '" + p.name + "'";
+      if (!sz) return corrupt(at + ": its size names '" + p.size_param + "', which is no parameter of " + f.name);
+      if (sz->pointer || !sz->type.is_integer || sz->type.spelling == "bool") {
+        return corrupt(at + ": its size names '" + p.size_param + "', which is not an integer passed by value");
+      }
+    }
+    return {};
+  }
+
+  Status check_names(const Interface& iface) {
+    std::map<std::string, int> seen;
+    for (const auto* list : {&iface.ecalls, &iface.ocalls}) {
+      for (const Function& f : *list) {
+        auto [it, fresh] = seen.emplace(f.name, f.line);
+        if (!fresh) {
+          return corrupt(file_ + ":" + std::to_string(f.line) + ": function '" + f.name + "' is declared twice (first at line " +
+                         std::to_string(it->second) + ")");
+        }
+        if (f.name.rfind("tm_", 0) == 0 || f.name.rfind("teemate_", 0) == 0) {
+          return corrupt(file_ + ":" + std::to_string(f.line) + ": function '" + f.name + "': the prefixes tm_ and teemate_ are the runtime's");
+        }
+      }
+    }
+    return {};
+  }
+
+  std::vector<Token> t_;
+  std::string file_;
+  size_t pos_ = 0;
+};
+
+}  // namespace
+
+std::string canonical_signature(const Function& f) {
+  std::string s = std::string(f.trusted ? "ecall " : "ocall ") + f.name + "(" +
+                  (f.has_return ? f.ret.spelling : std::string("void")) + ";";
+  for (const Param& p : f.params) {
+    s += p.type.spelling;
+    if (p.pointer) {
+      s += "*";
+      if (p.user_check) s += " user_check";
+      if (p.dir == Direction::kIn || p.dir == Direction::kInOut) s += " in";
+      if (p.dir == Direction::kOut || p.dir == Direction::kInOut) s += " out";
+      if (p.string) s += " string";
+      if (p.has_size) {
+        s += p.size_is_count ? " count=" : " size=";
+        s += p.size_param.empty() ? std::to_string(p.size_const) : p.size_param;
+      }
+    }
+    s += " " + p.name + ";";
+  }
+  return s + ")";
+}
+
+Result<Interface> parse(std::string_view text, const std::string& file, const std::string& name) {
+  TM_ASSIGN_OR_RETURN(std::vector<Token> toks, tokenize(text, file));
+  Parser parser(std::move(toks), file);
+  return parser.parse(name);
+}
+
+}  // namespace teemate::edl
