@@ -228,6 +228,7 @@ enum RuntimeOcall : uint32_t {
   kOcallWrite = 1,       // scalars[0] fd (1 or 2); bufs[0] in; scalars[1] out: bytes written
   kOcallClockGettime = 2,// scalars[0] clock id; scalars[1] out: ns
   kOcallDebugLog = 3,    // bufs[0] in: message
+  kOcallSleep = 4,       // scalars[0] nanoseconds to sleep (at most one day); no out values
 };
 
 }  // namespace teemate::abi

@@ -7,6 +7,9 @@
 #include <string.h>
 
 #include <errno.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/time.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -438,6 +441,77 @@ int shared_api(tm_call* c) {
   return TM_OK;
 }
 TM_ECALL(kEcallSharedApi, shared_api);
+
+// ---- POSIX time, randomness and memory ----
+uint64_t ns_of(const timespec& t) { return static_cast<uint64_t>(t.tv_sec) * 1000000000ull + t.tv_nsec; }
+
+int posix_time_memory(tm_call* c) {
+  uint64_t failed = 0;
+  auto check = [&](int bit, bool ok) {
+    if (!ok) failed |= uint64_t{1} << bit;
+  };
+  timespec a{}, b{};
+  check(0, clock_gettime(CLOCK_MONOTONIC, &a) == 0);
+  check(1, clock_gettime(CLOCK_MONOTONIC, &b) == 0 && ns_of(b) >= ns_of(a));
+  errno = 0;
+  check(2, clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &a) == -1 && errno == EINVAL);
+  timeval tv{};
+  check(3, gettimeofday(&tv, nullptr) == 0 && tv.tv_sec > 1600000000 && tv.tv_usec < 1000000);
+  check(4, time(nullptr) >= tv.tv_sec);
+  timespec req{0, 20 * 1000 * 1000}, t0{}, t1{};
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  check(5, nanosleep(&req, nullptr) == 0);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  c->scalars[1] = ns_of(t1) - ns_of(t0);
+  timespec bad{0, 1000000000};
+  errno = 0;
+  check(6, nanosleep(&bad, nullptr) == -1 && errno == EINVAL);
+  check(7, usleep(1000) == 0);
+  uint8_t r1[64] = {}, r2[64] = {};
+  check(8, getrandom(r1, sizeof r1, 0) == 64 && getrandom(r2, sizeof r2, GRND_NONBLOCK) == 64 &&
+               memcmp(r1, r2, sizeof r1) != 0);
+  errno = 0;
+  check(9, getrandom(r1, 8, 0x80) == -1 && errno == EINVAL);
+  errno = 0;
+  check(10, getentropy(r1, 257) == -1 && errno == EIO);
+  // Anonymous mappings.
+  auto* m = static_cast<uint8_t*>(mmap(nullptr, 100000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  check(11, m != MAP_FAILED && (reinterpret_cast<uintptr_t>(m) & 4095) == 0);
+  bool zero = m != MAP_FAILED;
+  for (size_t i = 0; zero && i < 100000; ++i) zero = m[i] == 0;
+  check(12, zero);
+  if (m != MAP_FAILED) {
+    memset(m, 0x77, 100000);
+    check(13, mprotect(m, 4096, PROT_READ) == 0);
+    errno = 0;
+    check(14, mprotect(m, 4096, PROT_READ | PROT_EXEC) == -1 && errno == EACCES);
+    errno = 0;
+    check(15, munmap(m + 4096, 4096) == -1 && errno == EINVAL);  // not a whole mapping
+    errno = 0;
+    check(16, munmap(m, 4096) == -1 && errno == EINVAL);         // partial
+    check(17, munmap(m, 100000) == 0);
+    errno = 0;
+    check(18, munmap(m, 100000) == -1 && errno == EINVAL);       // twice
+  }
+  uint8_t on_stack[8192];
+  errno = 0;
+  check(19, munmap(on_stack + (4096 - reinterpret_cast<uintptr_t>(on_stack) % 4096), 4096) == -1 && errno == EINVAL);
+  errno = 0;
+  check(20, mmap(nullptr, 4096, PROT_READ, MAP_PRIVATE, 3, 0) == MAP_FAILED && errno == ENODEV);
+  errno = 0;
+  check(21, mmap(nullptr, size_t{1} << 40, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) == MAP_FAILED &&
+                errno == ENOMEM);
+  errno = 0;
+  check(22, mmap(nullptr, 0, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) == MAP_FAILED && errno == EINVAL);
+  // A large allocation, then memory given back for the next.
+  for (int round = 0; round < 3; ++round) {
+    void* big = mmap(nullptr, 16u << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    check(23, big != MAP_FAILED && munmap(big, 16u << 20) == 0);
+  }
+  c->scalars[0] = failed;
+  return TM_OK;
+}
+TM_ECALL(kEcallPosixTimeMemory, posix_time_memory);
 }  // namespace
 
 int main(int argc, char** argv) {

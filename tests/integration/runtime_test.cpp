@@ -279,6 +279,15 @@ TEST_F(RuntimeTest, SharedMemoryApiInADedicatedEnclave) {
   EXPECT_EQ(std::string(reinterpret_cast<char*>(out.data()), get.buffer(1).out_size), v);
 }
 
+TEST_F(RuntimeTest, PosixTimeRandomnessAndMemory) {
+  CallArgs a;
+  Status st = enclave_->call(kEcallPosixTimeMemory, a);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  EXPECT_EQ(a.scalar_value(0), 0u) << "failed checks (bit = check number in test_enclave.cpp): 0x" << std::hex
+                                   << a.scalar_value(0);
+  EXPECT_GE(a.scalar_value(1), 20u * 1000 * 1000) << "nanosleep(20 ms) returned early";
+}
+
 TEST(StatusTable, NamesAndDescriptionsCoverEveryCode) {
   for (int32_t c = 0; c < TEEMATE_STATUS_CODE_COUNT; ++c) {
     EXPECT_EQ(call_status_name(c).rfind("TM_", 0), 0u) << c;

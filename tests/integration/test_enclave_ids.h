@@ -43,6 +43,9 @@ enum TestEcall : unsigned {
   kEcallMapPut = 0x162,       // bufs[0] in: key; bufs[1] in: value; into a global shared_map
   kEcallMapGet = 0x163,       // bufs[0] in: key; bufs[1] out: value; app error 404 when absent
   kEcallSharedApi = 0x164,    // exercises tm_shared_* edge cases; scalars[0] out: 1 when all held
+  // POSIX services.
+  kEcallPosixTimeMemory = 0x170,  // scalars[0] out: bit mask of failed checks (0: all held);
+                                  // [1] out: measured ns of a 20 ms nanosleep
 };
 
 enum TestOcall : unsigned {

@@ -1,7 +1,8 @@
 /* The C library services musl's libc.a would reach the kernel for, supplied
  * from inside the enclave: errno, stdio locks, stdout/stderr output through
- * OCALLs, time through a checked OCALL, randomness from RDRAND, abort and
- * exit (stdio streams are in stdio_streams.c). Anything here that talks to the host goes through tm_ocall; nothing
+ * OCALLs, randomness from RDRAND, abort and exit (stdio streams are in
+ * stdio_streams.c; time, getrandom and mmap in posix_time.cpp and
+ * posix_memory.cpp). Anything here that talks to the host goes through tm_ocall; nothing
  * here may contain a system call instruction. */
 #include <errno.h>
 #include <stdlib.h>
@@ -27,36 +28,6 @@ void __unlock(volatile int* l) { __atomic_store_n(l, 0, __ATOMIC_RELEASE); }
 void __stack_chk_fail(void) { tm_abort("stack smashing detected"); }
 void abort(void) { tm_abort("abort() called"); }
 
-int clock_gettime(clockid_t clk, struct timespec* ts) {
-  if (!ts || (clk != CLOCK_REALTIME && clk != CLOCK_MONOTONIC)) {
-    errno = EINVAL;
-    return -1;
-  }
-  tm_call c{};
-  c.id = abi::kOcallClockGettime;
-  c.scalars[0] = static_cast<uint64_t>(clk);
-  if (tm_ocall(&c) != TM_OK) {
-    errno = EIO;
-    return -1;
-  }
-  // Untrusted time: only sanity-checked (nanoseconds fit a signed 64-bit).
-  uint64_t ns = c.scalars[1];
-  if (ns > static_cast<uint64_t>(INT64_MAX)) {
-    errno = EIO;
-    return -1;
-  }
-  ts->tv_sec = static_cast<time_t>(ns / 1000000000u);
-  ts->tv_nsec = static_cast<long>(ns % 1000000000u);
-  return 0;
-}
-
-time_t time(time_t* out) {
-  struct timespec ts;
-  if (clock_gettime(CLOCK_REALTIME, &ts) != 0) return static_cast<time_t>(-1);
-  if (out) *out = ts.tv_sec;
-  return ts.tv_sec;
-}
-
 int tm_random(void* out, size_t size) {
   uint8_t* p = static_cast<uint8_t*>(out);
   while (size > 0) {
@@ -70,14 +41,6 @@ int tm_random(void* out, size_t size) {
     size -= n;
   }
   return TM_OK;
-}
-
-int getentropy(void* buf, size_t len) {
-  if (len > 256) {
-    errno = EIO;
-    return -1;
-  }
-  return tm_random(buf, len) == TM_OK ? 0 : -1;
 }
 
 int tm_is_within_enclave(const void* p, size_t n) { return within_enclave(reinterpret_cast<uint64_t>(p), n); }

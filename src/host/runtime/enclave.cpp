@@ -568,6 +568,15 @@ class EnclaveImpl final : public Enclave {
         args.scalar_ref(1) = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
         return abi::kOk;
       }
+      case abi::kOcallSleep: {
+        const uint64_t ns = args.scalar_value(0);
+        if (ns > 86400ull * 1000000000ull) return abi::kErrInvalid;
+        struct timespec req {static_cast<time_t>(ns / 1000000000ull), static_cast<long>(ns % 1000000000ull)};
+        struct timespec rem {};
+        // A signal handler of the host process may interrupt it: sleep the rest.
+        while (nanosleep(&req, &rem) != 0 && errno == EINTR) req = rem;
+        return abi::kOk;
+      }
       default: {
         OcallHandler h;
         {
