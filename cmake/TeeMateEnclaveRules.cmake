@@ -157,7 +157,7 @@ function(teemate_add_enclave name)
   # The language standard as properties too, so that CMake adds no other.
   set_target_properties(${elf} PROPERTIES OUTPUT_NAME ${name}.elf
     RUNTIME_OUTPUT_DIRECTORY ${TEEMATE_ENCLAVE_DIR} LINKER_LANGUAGE CXX
-    POSITION_INDEPENDENT_CODE ON
+    POSITION_INDEPENDENT_CODE ON INTERPROCEDURAL_OPTIMIZATION OFF
     C_STANDARD 11 C_STANDARD_REQUIRED ON C_EXTENSIONS OFF
     CXX_STANDARD 20 CXX_STANDARD_REQUIRED ON CXX_EXTENSIONS OFF)
   target_link_libraries(${elf} PRIVATE teemate_enclave_flags)

@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <memory>
 
+#include "base/base64.h"
+#include "base/hex.h"
 #include "cli/commands.h"
 #include "host/image/file_util.h"
 #include "host/image/image_file.h"
@@ -23,11 +25,7 @@ struct InspectOptions {
   std::string sigstruct_out;
 };
 
-std::string hex(uint64_t v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
-  return buf;
-}
+using base::hex;
 
 std::string perms(uint64_t flags) {
   if (sgx::secinfo_get_page_type(flags) == sgx::kPtTcs) return "tcs";
@@ -60,27 +58,6 @@ nlohmann::json config_json(const image::EnclaveConfig& c) {
 
 std::string dump(const nlohmann::json& j) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
-void base64(const uint8_t* data, size_t size, std::string* out) {
-  static const char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  size_t i = 0;
-  for (; i + 3 <= size; i += 3) {
-    const uint32_t v = (uint32_t{data[i]} << 16) | (uint32_t{data[i + 1]} << 8) | data[i + 2];
-    out->push_back(kAlphabet[(v >> 18) & 63]);
-    out->push_back(kAlphabet[(v >> 12) & 63]);
-    out->push_back(kAlphabet[(v >> 6) & 63]);
-    out->push_back(kAlphabet[v & 63]);
-  }
-  if (i < size) {
-    uint32_t v = uint32_t{data[i]} << 16;
-    if (i + 1 < size) v |= uint32_t{data[i + 1]} << 8;
-    out->push_back(kAlphabet[(v >> 18) & 63]);
-    out->push_back(kAlphabet[(v >> 12) & 63]);
-    out->push_back(i + 1 < size ? kAlphabet[(v >> 6) & 63] : '=');
-    out->push_back('=');
-  }
 }
 
 // Buffered writer to stdout; remembers the first write error.
@@ -148,7 +125,7 @@ Status stream_json(const std::string& path, const image::LoadedImage& img) {
       s += std::to_string(r.secinfo_flags);
       s += r.measured ? ",\"measured\":true,\"data\":\"" : ",\"measured\":false}";
       if (r.measured) {
-        base64(page, sizeof page, &s);
+        base::append_base64(std::span<const uint8_t>(page, sizeof page), &s);
         s += "\"}";
       }
       out.put("");

@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "host/image/file_util.h"
 #include "host/image/image_file.h"
+#include "host/image/ecall_table.h"
 #include "host/image/instruction_scan.h"
 
 namespace teemate::cli {
@@ -33,6 +34,7 @@ Status run_pack(const PackOptions& o) {
   TM_ASSIGN_OR_RETURN(image::ElfImage elf, image::ElfImage::parse(shared, o.elf));
   Result<image::Layout> layout = image::Layout::compute(elf, config);
   if (!layout.ok()) return layout.status().with_context(o.config);
+  TM_RETURN_IF_ERROR(image::check_ecall_table(elf).with_context(o.elf));
   Status scan = image::scan_forbidden_instructions(elf);
   if (!scan.ok()) return scan.with_context(o.elf);
 

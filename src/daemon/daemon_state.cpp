@@ -12,6 +12,8 @@
 #include <set>
 #include <sstream>
 
+#include "base/hex.h"
+
 #include <nlohmann/json.hpp>
 
 #include "host/image/file_util.h"
@@ -22,11 +24,6 @@ namespace {
 using nlohmann::json;
 constexpr int kStateVersion = 1;
 
-std::string hex64(uint64_t v) {
-  char b[17];
-  std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(v));
-  return b;
-}
 
 // Typed reads that never throw; each failure names the field.
 struct Reader {
@@ -136,7 +133,7 @@ json to_json(const SavedState& s) {
   json enclaves = json::array();
   for (const SavedEnclave& e : s.enclaves) {
     json token = json::array();
-    for (uint64_t w : e.control_token) token.push_back(hex64(w));
+    for (uint64_t w : e.control_token) token.push_back(base::hex16(w));
     enclaves.push_back(json{{"id", e.id},
                             {"image", e.image},
                             {"file", {{"dev", e.file_dev}, {"ino", e.file_ino}, {"size", e.file_size}, {"mtime_ns", e.file_mtime_ns}}},

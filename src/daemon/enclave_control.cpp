@@ -20,6 +20,18 @@ namespace {
 
 int no_aex(host::EnterContext*) { return 1; }
 
+const char* control_ecall_name(uint32_t id) {
+  switch (id) {
+    case abi::kEcallResetThread: return "reset thread";
+    case abi::kEcallProcessStart: return "process start";
+    case abi::kEcallBindTcs: return "bind TCS";
+    case abi::kEcallProcessEnd: return "process end";
+    case abi::kEcallClaimControl: return "claim control";
+    case abi::kEcallPing: return "ping";
+    default: return "unknown";
+  }
+}
+
 Status fill_random(void* out, size_t size) {
   auto* p = static_cast<uint8_t*>(out);
   size_t done = 0;
@@ -34,23 +46,6 @@ Status fill_random(void* out, size_t size) {
   return {};
 }
 
-const char* call_status_name(int32_t st) {
-  switch (st) {
-    case abi::kOk: return "ok";
-    case abi::kErrInvalid: return "invalid arguments";
-    case abi::kErrUnknownCall: return "unknown call";
-    case abi::kErrBufferRange: return "buffer range";
-    case abi::kErrTooLarge: return "too large";
-    case abi::kErrNoMemory: return "enclave heap exhausted";
-    case abi::kErrFault: return "enclave fault";
-    case abi::kErrOcallFailed: return "OCALL failed";
-    case abi::kErrAbi: return "ABI mismatch";
-    case abi::kErrState: return "wrong state";
-    case abi::kErrBusy: return "busy";
-    case abi::kErrDenied: return "denied";
-    default: return "unknown status";
-  }
-}
 
 // An OCALL the runtime made during one of our own entries: only its
 // diagnostics (write, clock) are served; anything else is refused.
@@ -76,22 +71,6 @@ void serve_own_ocall(uint32_t log_id, abi::CallFrame* f) {
 }
 
 }  // namespace
-
-void log(const char* fmt, ...) {
-  static std::mutex mu;
-  char when[32];
-  time_t now = time(nullptr);
-  struct tm tm {};
-  localtime_r(&now, &tm);
-  strftime(when, sizeof when, "%H:%M:%S", &tm);
-  char line[2048];
-  va_list ap;
-  va_start(ap, fmt);
-  std::vsnprintf(line, sizeof line, fmt, ap);
-  va_end(ap);
-  std::lock_guard lock(mu);
-  std::fprintf(stderr, "%s teemated: %s\n", when, line);
-}
 
 Status random_token(Token128* out) { return fill_random(out->data(), sizeof(*out)); }
 Status random_token(Token256* out) { return fill_random(out->data(), sizeof(*out)); }
@@ -168,7 +147,8 @@ Result<std::array<uint64_t, 4>> ControlledEnclave::control_once(uint32_t i, uint
     ctx.rdi = abi::kEntryOcallReturn;
     ctx.rsi = 0;
   }
-  const std::string what = "runtime ECALL " + std::to_string(id) + " on TCS " + std::to_string(i);
+  const std::string what = "runtime ECALL " + std::to_string(id) + " (" + control_ecall_name(id) + ") on TCS " +
+                           std::to_string(i);
   if (ctx.out_rdi == host::kExitEncluFault) {
     *fault_out = ctx.fault_vector;
     return internal_error(what + ": EENTER faulted (vector " + std::to_string(ctx.fault_vector) +
@@ -180,8 +160,10 @@ Result<std::array<uint64_t, 4>> ControlledEnclave::control_once(uint32_t i, uint
   const int32_t status = static_cast<int32_t>(ctx.out_rsi);
   *status_out = status;
   if (status != abi::kOk) {
-    return Status(status == abi::kErrBusy ? Code::kBusy : Code::kInternal,
-                  what + " failed: " + call_status_name(status) + " (status " + std::to_string(status) + ")");
+    const Code code = status == abi::kErrBusy       ? Code::kBusy
+                      : status == abi::kErrNoMemory || status == abi::kErrTooLarge ? Code::kResource
+                                                                                     : Code::kInternal;
+    return Status(code, what + " failed: " + call_status_description(status) + " (" + call_status_name(status) + ")");
   }
   std::array<uint64_t, 4> out{};
   for (size_t k = 0; k < 4; ++k) out[k] = frame.scalars[k];
@@ -215,7 +197,8 @@ Status ControlledEnclave::reset_dead_thread(uint32_t i) {
     ctx.resume_after_exception = 1;
     enclave_->enter(&ctx);
     if (ctx.out_rdi == abi::kExitExceptionHandled) {
-      return internal_error("the enclave refused the recovery entry (status " + std::to_string(ctx.out_rsi) + ")");
+      return internal_error("the enclave refused the recovery entry (" +
+                            call_status_name(static_cast<int32_t>(ctx.out_rsi)) + ")");
     }
     if (ctx.out_rdi != abi::kExitReturn) {
       return internal_error("recovery entry ended with exit reason " + std::to_string(ctx.out_rdi));

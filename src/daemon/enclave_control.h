@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 
+#include "base/log.h"
 #include "teemate/status.h"
 #include "host/backend/backend.h"
 #include "host/image/image_file.h"
@@ -70,6 +71,6 @@ class ControlledEnclave {
 };
 
 // teemated's log line: "HH:MM:SS teemated: ..." on stderr (thread-safe).
-void log(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+using base::log;
 
 }  // namespace teemate::daemon

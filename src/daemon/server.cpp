@@ -27,9 +27,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cxxabi.h>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cstdlib>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -45,6 +48,8 @@
 #include <variant>
 #include <vector>
 
+#include "base/hex.h"
+#include "base/paths.h"
 #include "common/enclave_abi.h"
 #include "daemon/daemon_config.h"
 #include "daemon/daemon_state.h"
@@ -103,9 +108,14 @@ std::string global_named(const Warm& w, uint64_t at) {
   if (it == w.globals.begin()) return "";
   --it;
   if (at >= it->value + std::max<uint64_t>(it->size, 1)) return "";
-  char off[32];
-  std::snprintf(off, sizeof off, "+0x%llx", static_cast<unsigned long long>(at - it->value));
-  return it->name + (at == it->value ? "" : off);
+  // C++ names as people write them ("(anonymous namespace)::g_vault").
+  std::string name = it->name;
+  int status = -1;
+  if (char* plain = ::abi::__cxa_demangle(name.c_str(), nullptr, nullptr, &status)) {
+    if (status == 0) name = plain;
+    std::free(plain);
+  }
+  return name + (at == it->value ? "" : "+" + base::hex(at - it->value));
 }
 
 struct Client {
@@ -1335,12 +1345,7 @@ class DaemonImpl final : public Daemon {
 
 std::string default_socket_path() { return default_daemon_socket(); }
 
-std::string default_state_dir() {
-  if (geteuid() == 0) return "/var/lib/teemate";
-  if (const char* x = std::getenv("XDG_STATE_HOME"); x && *x) return std::string(x) + "/teemate";
-  if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.local/state/teemate";
-  return "/tmp/teemate-" + std::to_string(geteuid()) + "/state";
-}
+std::string default_state_dir() { return base::state_dir(); }
 
 Result<std::unique_ptr<Daemon>> Daemon::create(const DaemonOptions& options) {
   auto d = std::make_unique<DaemonImpl>();

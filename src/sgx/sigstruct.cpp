@@ -16,6 +16,8 @@
 #include <cstring>
 #include <ctime>
 
+#include "base/hex.h"
+
 namespace teemate::sgx {
 
 namespace {
@@ -70,11 +72,7 @@ std::string openssl_error() {
   return buf;
 }
 
-std::string hex64(uint64_t v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "0x%" PRIx64, v);
-  return buf;
-}
+using base::hex;
 
 // Never prompt: an encrypted key simply fails to load.
 int no_passphrase(char*, int, int, void*) { return -1; }
@@ -246,9 +244,9 @@ Result<Sigstruct> sign_sigstruct(const SigstructFields& fields, const SigningKey
   auto* pkey = static_cast<EVP_PKEY*>(key.evp_pkey());
   TM_RETURN_IF_ERROR(check_sgx_key(pkey));
   if (fields.vendor != 0 && fields.vendor != 0x8086)
-    return invalid_argument("SIGSTRUCT VENDOR " + hex64(fields.vendor) + " must be 0 or 0x8086");
+    return invalid_argument("SIGSTRUCT VENDOR " + hex(fields.vendor) + " must be 0 or 0x8086");
   const uint32_t date = fields.date_bcd != 0 ? fields.date_bcd : bcd_date_today();
-  if (!is_bcd(date)) return invalid_argument("SIGSTRUCT DATE " + hex64(date) + " is not BCD");
+  if (!is_bcd(date)) return invalid_argument("SIGSTRUCT DATE " + hex(date) + " is not BCD");
 
   Sigstruct sig;
   std::memset(&sig, 0, sizeof sig);
@@ -295,7 +293,7 @@ Status verify_sigstruct(const Sigstruct& sig) {
   if (std::memcmp(sig.header2, kSigstructHeader2, sizeof sig.header2) != 0)
     return corrupt("SIGSTRUCT HEADER2 is wrong (not a SIGSTRUCT)");
   if (sig.vendor != 0 && sig.vendor != 0x8086)
-    return corrupt("SIGSTRUCT VENDOR " + hex64(sig.vendor) + " is neither 0 nor 0x8086");
+    return corrupt("SIGSTRUCT VENDOR " + hex(sig.vendor) + " is neither 0 nor 0x8086");
   if (sig.exponent != kExponent)
     return corrupt("SIGSTRUCT EXPONENT is " + std::to_string(sig.exponent) + "; SGX requires 3");
 
@@ -357,10 +355,10 @@ Status check_einit(const Sigstruct& sig, const Digest& mrenclave,
                           " does not match the enclave's measurement " + to_hex(mrenclave));
   const auto outside = [](const char* field, uint64_t secs, uint64_t want, uint64_t mask,
                           const char* mask_name) {
-    return security_error("enclave " + std::string(field) + " " + hex64(secs) +
+    return security_error("enclave " + std::string(field) + " " + hex(secs) +
                           " outside the SIGSTRUCT's " + mask_name + ": SIGSTRUCT wants " +
-                          hex64(want) + " under mask " + hex64(mask) + " (differing bits " +
-                          hex64((secs ^ want) & mask) + ")");
+                          hex(want) + " under mask " + hex(mask) + " (differing bits " +
+                          hex((secs ^ want) & mask) + ")");
   };
   const Attributes want = sig.attributes;
   const Attributes mask = sig.attribute_mask;

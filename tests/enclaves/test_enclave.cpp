@@ -344,6 +344,27 @@ int app_error_long(tm_call*) {
 }
 TM_ECALL(kEcallAppErrorLong, app_error_long);
 
+int app_error_utf8(tm_call*) {
+  char msg[256];
+  memset(msg, 'x', 246);
+  memcpy(msg + 246, "\xe2\x82\xac", 4);  // U+20AC and the NUL: bytes 246..248
+  return tm_app_error(1, msg);
+}
+TM_ECALL(kEcallAppErrorUtf8, app_error_utf8);
+
+int double_free(tm_call*) {
+  // volatile: the compiler would otherwise drop the unused malloc/free pairs.
+  void* volatile p = malloc(64);
+  void* volatile q = malloc(64);
+  void* volatile guard = malloc(64);  // keeps q from merging with what follows
+  free(p);
+  free(q);  // merges into p's free block: q's header is now inside it
+  free(q);  // must be caught, not corrupt the heap
+  free(guard);
+  return TM_OK;
+}
+TM_ECALL(kEcallDoubleFree, double_free);
+
 // ---- Shared and per-process memory ----
 // Deliberately a shared global pointer: with kind 0 it points into the
 // stashing process's arena, the bug the debug report names.
@@ -410,6 +431,23 @@ int map_get(tm_call* c) {
   return TM_OK;
 }
 TM_ECALL(kEcallMapGet, map_get);
+
+int map_fill(tm_call* c) {
+  if (c->nbufs != 1) return TM_ERR_INVALID;
+  tm_mutex_lock(&g_map_mutex);
+  if (!g_map) g_map = teemate::trusted::shared_new<shared_map<shared_string, shared_string>>();
+  const shared_string prefix(static_cast<const char*>(c->bufs[0].data), c->bufs[0].size);
+  for (uint64_t i = 0; i < c->scalars[0]; ++i) {
+    char n[24];
+    snprintf(n, sizeof n, "%llu", static_cast<unsigned long long>(i));
+    shared_string key = prefix;
+    key.append(n);
+    (*g_map)[key].assign(1, 'v');  // not = "v": GCC 12 -Wrestrict false positive
+  }
+  tm_mutex_unlock(&g_map_mutex);
+  return TM_OK;
+}
+TM_ECALL(kEcallMapFill, map_fill);
 
 int shared_api(tm_call* c) {
   bool ok = true;

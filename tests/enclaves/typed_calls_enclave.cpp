@@ -5,6 +5,7 @@
 
 #include "teemate/trusted/runtime.h"
 #include "typed_calls_t.h"
+#include "typed_more_t.h"
 
 int64_t tc_scalars(int8_t a, uint16_t b, int32_t c, uint64_t d, bool e, double f, float g, char h) {
   return static_cast<int64_t>(a) + b + c + static_cast<int64_t>(d) + (e ? 1000 : 0) + static_cast<int64_t>(f * 10) +
@@ -64,4 +65,11 @@ int tc_app_error(int code) {
 int tc_call_lie(uint64_t* got) {
   int ret = 0;
   return host_lie(&ret, got);
+}
+
+// typed_more.edl: a second interface in the same enclave.
+int more_double_it(int x) {
+  int tripled = 0;
+  if (host_triple(&tripled, x) != TM_OK) return -1;
+  return 2 * tripled;
 }

@@ -199,6 +199,7 @@ TEST_F(RuntimeTest, AbortFailsOnlyThatCall) {
   CallArgs a;
   Status st = enclave_->call(kEcallAbort, a);
   EXPECT_EQ(st.code(), Code::kEnclaveFault);
+  EXPECT_NE(st.message().find("tm_abort): requested by the test"), std::string::npos) << st.to_string();
   CallArgs b;
   EXPECT_TRUE(enclave_->call(kEcallAdd, b).ok());
 }
@@ -238,6 +239,34 @@ TEST_F(RuntimeTest, ApplicationErrorWithoutMessageAndWithAnOverlongOne) {
   EXPECT_NE(st.message().find(std::string(200, 'x')), std::string::npos);
   // Context added by a caller keeps the application's code.
   EXPECT_EQ(st.with_context("ctx").app_code(), -7);
+}
+
+TEST_F(RuntimeTest, ApplicationMessagesArePrintableAndCutAtACharacter) {
+  CallArgs a;
+  const std::string forged = "bad key\n12:00:00 teemated: all is well\x1b[2J";
+  a.scalar(0, 9).in(forged);
+  Status st = enclave_->call(kEcallAppError, a);
+  ASSERT_EQ(st.code(), Code::kApplication);
+  EXPECT_EQ(st.message().find('\n'), std::string::npos) << "a newline would forge a log line";
+  EXPECT_EQ(st.message().find('\x1b'), std::string::npos) << "a terminal escape";
+  EXPECT_NE(st.message().find("bad key\\n12:00:00"), std::string::npos) << st.message();
+
+  CallArgs u;
+  st = enclave_->call(kEcallAppErrorUtf8, u);
+  ASSERT_EQ(st.code(), Code::kApplication);
+  EXPECT_NE(st.message().find(std::string(246, 'x') + " (application error"), std::string::npos)
+      << "the euro sign did not fit whole and must be dropped whole: " << st.message();
+}
+
+TEST_F(RuntimeTest, DoubleFreeAfterCoalescingIsCaught) {
+  CallArgs a;
+  Status st = enclave_->call(kEcallDoubleFree, a);
+  EXPECT_EQ(st.code(), Code::kEnclaveFault) << st.to_string();
+  EXPECT_NE(st.message().find("double free"), std::string::npos) << st.to_string();
+  CallArgs b;
+  EXPECT_TRUE(enclave_->call(kEcallAdd, b).ok()) << "the heap is still sound";
+  CallArgs c;
+  EXPECT_TRUE(enclave_->call(kEcallSharedApi, c).ok());
 }
 
 TEST_F(RuntimeTest, EveryRuntimeStatusIsPrintedByName) {

@@ -42,6 +42,7 @@
 //   map-put K V IMAGE    put K=V into the enclave's global shared_map
 //   map-get K IMAGE      print V, or "app-error CODE" for an application error
 //   shared-api IMAGE     print 1 when the tm_shared_* edge cases hold
+//   map-fill P N IMAGE   put N keys P0..P(N-1) into the shared_map; print "filled"
 // Socket from $TEEMATE_SOCKET. Exit status 0 on success.
 #include <fcntl.h>
 #include <sys/wait.h>
@@ -441,6 +442,15 @@ int main(int argc, char** argv) {
     }
     if (!st.ok()) return fail(st.message());
     std::printf("%s\n", std::string(reinterpret_cast<char*>(out.data()), a.buffer(1).out_size).c_str());
+    return 0;
+  }
+  if (cmd == "map-fill" && argc == 5) {
+    const std::string prefix = argv[2];
+    CallArgs a;
+    a.in(prefix).scalar(0, std::strtoull(argv[3], nullptr, 10));
+    Status st = (*e)->call(kEcallMapFill, a);
+    if (!st.ok()) return fail(st.message());
+    std::printf("filled\n");
     return 0;
   }
   if (cmd == "shared-api") {

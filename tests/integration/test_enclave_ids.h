@@ -35,6 +35,8 @@ enum TestEcall : unsigned {
   kEcallAppError = 0x150,     // scalars[0] in: app code; bufs[0] in (optional): message; fails with it
   kEcallReturnStatus = 0x151, // scalars[0] in: the status to return as is
   kEcallAppErrorLong = 0x152, // fails via tm_app_errorf with a 600-byte message
+  kEcallAppErrorUtf8 = 0x153, // fails with 246 'x' and a euro sign (cut at the 247-byte limit)
+  kEcallDoubleFree = 0x154,   // frees a block that was merged into its free neighbour: must abort
   // Shared and per-process memory.
   kEcallStash = 0x160,        // scalars[0] in: 1 shared (tm_shared_malloc), 0 per-process (malloc);
                               // bufs[0] in: text, kept in a copy that the global g_stash points to
@@ -43,6 +45,7 @@ enum TestEcall : unsigned {
   kEcallMapPut = 0x162,       // bufs[0] in: key; bufs[1] in: value; into a global shared_map
   kEcallMapGet = 0x163,       // bufs[0] in: key; bufs[1] out: value; app error 404 when absent
   kEcallSharedApi = 0x164,    // exercises tm_shared_* edge cases; scalars[0] out: 1 when all held
+  kEcallMapFill = 0x165,      // bufs[0] in: key prefix; scalars[0] in: n; puts prefix+i = "v" for i < n
   // POSIX services.
   kEcallPosixTimeMemory = 0x170,  // scalars[0] out: bit mask of failed checks (0: all held);
                                   // [1] out: measured ns of a 20 ms nanosleep

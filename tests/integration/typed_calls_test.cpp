@@ -20,6 +20,7 @@
 #include "teemate/call_wire.h"
 #include "teemate/enclave.h"
 #include "typed_calls_u.h"
+#include "typed_more_u.h"
 
 namespace {
 std::string g_greeted;
@@ -38,6 +39,8 @@ int host_lie(uint64_t* two) {
   two[1] = 22;
   return 5;
 }
+
+int host_triple(int x) { return 3 * x; }
 
 namespace teemate {
 namespace {
@@ -58,6 +61,7 @@ class TypedCallsTest : public ::testing::Test {
     ASSERT_TRUE(e.ok()) << e.status().to_string();
     enclave_ = std::move(e).value().release();
     ASSERT_TRUE(typed_calls_register_ocalls(*enclave_).ok());
+    ASSERT_TRUE(typed_more_register_ocalls(*enclave_).ok());
     std::ifstream in(source_dir() + "/tests/enclaves/typed_calls.edl");
     std::stringstream ss;
     ss << in.rdbuf();
@@ -149,6 +153,23 @@ TEST_F(TypedCallsTest, BuffersInOutInOutFixedAndOptional) {
   uint64_t addr = 0;
   ASSERT_TRUE(tc_address(*enclave_, &addr, &here).ok());
   EXPECT_EQ(addr, reinterpret_cast<uint64_t>(&here));
+}
+
+// Review defect: every interface numbered its calls from the same id, so a
+// second .edl in one enclave silently took over the first one's calls.
+TEST_F(TypedCallsTest, TwoInterfacesInOneEnclave) {
+  int r = 0;
+  ASSERT_TRUE(more_double_it(*enclave_, &r, 7).ok());
+  EXPECT_EQ(r, 42);
+  size_t n = 0;
+  ASSERT_TRUE(tc_strlen(*enclave_, &n, "still mine").ok());
+  EXPECT_EQ(n, 10u);
+  char answer[32] = {};
+  int32_t host_ret = 0;
+  int rc = -1;
+  ASSERT_TRUE(tc_call_host(*enclave_, &rc, "both", answer, sizeof answer, &host_ret).ok());
+  EXPECT_EQ(rc, 0);
+  EXPECT_EQ(host_ret, 7);
 }
 
 TEST_F(TypedCallsTest, Strings) {
@@ -322,7 +343,11 @@ TEST(EdlParser, ClearErrorsNameTheLineAndTheFault) {
       {"enclave { trusted { int f([in] int x); }; };", "attributes apply to pointers only"},
       {"enclave { trusted { int f([bogus] int* x); }; };", "unknown attribute 'bogus'"},
       {"enclave { trusted { int* f(void); }; };", "cannot return a pointer"},
-      {"enclave { trusted { int tm_x(void); }; };", "are the runtime's"},
+      {"enclave { trusted { int tm_x(void); }; };", "is reserved"},
+      {"enclave { trusted { int f(int class); }; };", "parameter 'class': the name is reserved"},
+      {"enclave { trusted { int f(int tm_in); }; };", "the name is reserved"},
+      {"enclave { trusted { int memcpy(int x); }; };", "function name 'memcpy' is reserved"},
+      {"enclave { trusted { int main(void); }; };", "function name 'main' is reserved"},
       {"enclave { trusted { int f(void) }; };", "expected ';'"},
       {"enclave { untrusted { public int f(void); }; };", "'public' applies to trusted"},
       {"enclave { /* never closed", "unterminated /* comment"},
@@ -347,7 +372,8 @@ TEST(EdlParser, SignaturesHashDifferentlyWhenTheyDiffer) {
   ASSERT_TRUE(a.ok() && b.ok() && c.ok());
   EXPECT_NE(a->ecalls[0].hash, b->ecalls[0].hash);
   EXPECT_NE(a->ecalls[0].hash, c->ecalls[0].hash);
-  EXPECT_EQ(a->ecalls[0].id, edl::kFirstTypedEcall);
+  EXPECT_EQ(a->ecalls[0].id, edl::kFirstTypedId + edl::interface_block("a") * edl::kIdsPerInterface);
+  EXPECT_NE(a->ecalls[0].id, b->ecalls[0].id) << "interfaces a and b get different id blocks";
 }
 
 }  // namespace

@@ -108,6 +108,12 @@ extern "C" int tm_app_error(int32_t code, const char* message) {
   st->app_code = code;
   st->app_error_set = 1;
   size_t n = message ? strnlen(message, sizeof(st->app_message) - 1) : 0;
+  // Cut at a UTF-8 character boundary: drop a trailing incomplete sequence.
+  if (message && message[n] != 0) {
+    size_t k = n;
+    while (k > 0 && (static_cast<unsigned char>(message[k]) & 0xc0) == 0x80) --k;
+    n = k;
+  }
   memcpy(st->app_message, message ? message : "", n);
   st->app_message_len = static_cast<uint32_t>(n);
   return TM_ERR_APP;
@@ -197,6 +203,12 @@ extern "C" int64_t teemate_ecall_entry(uint64_t reason, uint64_t frame_addr, uin
     rep.rip_offset = td->pending_fault_rip;
     rep.addr = td->pending_fault_addr;
     host_frame->exception = rep;
+    if (rep.vector == 0xffffffffu && st.app_message_len) {  // tm_abort's reason
+      abi::AppError why{};
+      why.message_len = st.app_message_len;
+      memcpy(why.message, st.app_message, st.app_message_len);
+      host_frame->app_error = why;
+    }
   }
   if (status == abi::kErrApp) {
     abi::AppError app{};

@@ -167,6 +167,13 @@ __attribute__((noreturn)) void tm_abort(const char* why) {
     host_write(2, why, strlen(why));
     host_write(2, "\n", 1);
   }
+  // The reason also goes back with the call's error (ecall.cpp), bounded.
+  if (why && td->current_ecall) {
+    EcallState* st = td->current_ecall;
+    size_t n = strnlen(why, sizeof(st->app_message) - 1);
+    memcpy(st->app_message, why, n);
+    st->app_message_len = static_cast<uint32_t>(n);
+  }
   td->pending_fault_vector = 0xffffffffu;
   td->pending_fault_valid = 0;
   td->pending_fault_rip = 0;

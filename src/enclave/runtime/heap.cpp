@@ -3,6 +3,9 @@
  * alignment (more on request). Instances: the global heap, and one arena
  * per attached process (carved from the global heap) so that a process's
  * allocations can be dropped at once when it ends. A spinlock guards each.
+ * Arenas are carved from the top of the heap (heap_alloc_high) and other
+ * blocks preferably below the lowest arena, so that shared data that
+ * outlives processes does not fragment the room new arenas need.
  *
  * Robust to the death of a thread in the middle of an update: every word an
  * operation changes goes through logged_write, which first appends the
@@ -127,6 +130,7 @@ void heap_init(Heap& h, void* start, size_t size) {
   h.total = static_cast<size_t>(h.end - h.start);
   h.used = 0;
   h.free_list = nullptr;
+  h.soft_ceiling = nullptr;
   if (h.total >= kMinBlock) make_free(h, reinterpret_cast<Block*>(s), h.total);
 }
 
@@ -142,8 +146,12 @@ void* heap_alloc(Heap& h, size_t size, size_t align) {
   if (need < kMinBlock) need = kMinBlock;
   const size_t worst = need + (align > kAlign ? align + kMinBlock : 0);
   lock_heap(h);
+  // First pass: only blocks wholly below the soft ceiling; second: any.
+  uint8_t* const ceiling = h.soft_ceiling;
+  for (int pass = ceiling ? 0 : 1; pass < 2; ++pass)
   for (Block* b = free_list(h); b; b = b->next) {
     if (bsize(b) < worst) continue;
+    if (pass == 0 && reinterpret_cast<uint8_t*>(b) + bsize(b) > ceiling) continue;
     list_remove(h, b);
     uint8_t* raw = reinterpret_cast<uint8_t*>(b);
     size_t total = bsize(b);
@@ -172,6 +180,53 @@ void* heap_alloc(Heap& h, size_t size, size_t align) {
   return nullptr;
 }
 
+void* heap_alloc_high(Heap& h, size_t size, size_t align) {
+  if (align == 0 || (align & (align - 1)) || align > 4096 || size > h.total) return nullptr;
+  if (align < kAlign) align = kAlign;
+  size_t need = (size + kHeader + kFooter + kAlign - 1) & ~(kAlign - 1);
+  if (need < kMinBlock) need = kMinBlock;
+  lock_heap(h);
+  // The highest place, in any free block, where `need` bytes fit with an
+  // aligned payload and leave either no prefix or a whole free block.
+  Block* best = nullptr;
+  uintptr_t best_raw = 0;
+  for (Block* b = free_list(h); b; b = b->next) {
+    const uintptr_t start = reinterpret_cast<uintptr_t>(b), end = start + bsize(b);
+    if (bsize(b) < need) continue;
+    const uintptr_t payload = (end - need + kHeader) & ~static_cast<uintptr_t>(align - 1);
+    if (payload < start + kHeader) continue;
+    uintptr_t raw = payload - kHeader;
+    if (raw != start && raw - start < kMinBlock) {
+      if (raw < start + kMinBlock + align) continue;
+      raw -= align;  // one alignment step lower leaves room for a prefix block
+      if (raw - start < kMinBlock) continue;
+    }
+    if (raw > best_raw) {
+      best = b;
+      best_raw = raw;
+    }
+  }
+  if (!best) {
+    unlock_heap(h);
+    return nullptr;
+  }
+  list_remove(h, best);
+  const uintptr_t start = reinterpret_cast<uintptr_t>(best), end = start + bsize(best);
+  if (best_raw != start) make_free(h, best, best_raw - start);
+  size_t total = end - best_raw;
+  if (total - need >= kMinBlock) {
+    make_free(h, reinterpret_cast<Block*>(best_raw + need), total - need);
+    total = need;
+  }
+  Block* b = reinterpret_cast<Block*>(best_raw);
+  logged_write(h, &b->size_and_flags, total | kUsed);
+  logged_write(h, &b->tag, kMagic ^ total);
+  set_footer(h, b, total | kUsed);
+  logged_write(h, &h.used, h.used + total);
+  unlock_heap(h);
+  return reinterpret_cast<uint8_t*>(best_raw) + kHeader;
+}
+
 void heap_free(Heap& h, void* p) {
   if (!p) return;
   lock_heap(h);
@@ -183,6 +238,9 @@ void heap_free(Heap& h, void* p) {
   }
   size_t size = bsize(b);
   logged_write(h, &h.used, h.used - size);
+  // Its header may end up inside a merged block: clear the live tag so that
+  // freeing it again is caught as a double free.
+  logged_write(h, &b->tag, 0);
   uint8_t* raw = reinterpret_cast<uint8_t*>(b);
   // Coalesce with the following block.
   if (raw + size < h.end) {
@@ -264,7 +322,8 @@ void* realloc(void* p, size_t n) {
   }
   size_t old = usable_size_anywhere(p);
   if (n <= old) return p;
-  void* q = malloc(n);
+  // The new block is of the same kind (shared or per-process) as the old.
+  void* q = tm_is_shared_memory(p) ? teemate::trts::heap_alloc(teemate::trts::global_heap(), n, 16) : malloc(n);
   if (!q) return nullptr;
   memcpy(q, p, old);
   free(p);

@@ -95,21 +95,36 @@ uint64_t globals_pointing_into(uint64_t lo, uint64_t hi, uint64_t* first_offset)
   const uint64_t base = globals().base;
   const auto* eh = reinterpret_cast<const Elf64_Ehdr*>(__ehdr_start);
   const auto* ph = reinterpret_cast<const Elf64_Phdr*>(__ehdr_start + eh->e_phoff);
+  // The runtime's own records of the arena: the context table and the
+  // global heap's metadata (its allocation preference names the arena).
   const uint64_t skip_lo = reinterpret_cast<uint64_t>(&g_contexts[0]);
   const uint64_t skip_hi = skip_lo + sizeof(g_contexts);
+  const uint64_t heap_lo = reinterpret_cast<uint64_t>(&global_heap());
+  const uint64_t heap_hi = heap_lo + sizeof(Heap);
   uint64_t count = 0;
   for (uint32_t i = 0; i < eh->e_phnum; ++i) {
     if (ph[i].p_type != PT_LOAD || !(ph[i].p_flags & PF_W)) continue;
     const uint64_t from = (base + ph[i].p_vaddr + 7) & ~uint64_t{7};
     const uint64_t to = base + ph[i].p_vaddr + ph[i].p_memsz;
     for (uint64_t at = from; at + 8 <= to; at += 8) {
-      if (at >= skip_lo && at < skip_hi) continue;
+      if ((at >= skip_lo && at < skip_hi) || (at >= heap_lo && at < heap_hi)) continue;
       const uint64_t v = __atomic_load_n(reinterpret_cast<const uint64_t*>(at), __ATOMIC_RELAXED);
       if (v < lo || v >= hi) continue;
       if (count++ == 0) *first_offset = at - base;
     }
   }
   return count;
+}
+
+// Points the global heap's allocation preference below the lowest live
+// arena (g_table_lock held).
+void update_soft_ceiling() {
+  uint8_t* lowest = nullptr;
+  for (const ProcessContext& c : g_contexts) {
+    auto* a = static_cast<uint8_t*>(c.arena_mem);
+    if (c.state != kFree && a && (!lowest || a < lowest)) lowest = a;
+  }
+  global_heap().soft_ceiling = lowest;
 }
 
 }  // namespace
@@ -176,7 +191,7 @@ int process_start(tm_call* call) {
     if (c.state != kFree) continue;
     void* mem = nullptr;
     if (arena_bytes) {
-      mem = heap_alloc(arena_bytes, 4096);
+      mem = heap_alloc_high(global_heap(), arena_bytes, 4096);
       if (!mem) {
         tm_spin_unlock(&g_table_lock);
         return TM_ERR_NO_MEMORY;
@@ -192,6 +207,7 @@ int process_start(tm_call* call) {
     c.arena_bytes = mem ? arena_bytes : 0;
     if (mem) heap_init(c.arena, mem, arena_bytes);
     __atomic_store_n(&c.state, kLive, __ATOMIC_SEQ_CST);
+    update_soft_ceiling();
     tm_spin_unlock(&g_table_lock);
     call->scalars[0] = handle_of(&c);
     return TM_OK;
@@ -292,6 +308,7 @@ int process_end(tm_call* call) {
     heap_free(mem);  // the whole arena, whatever the process forgot to free
   }
   tm_spin_lock(&g_table_lock);
+  update_soft_ceiling();
   c->generation += 1;
   __atomic_store_n(&c->state, kFree, __ATOMIC_SEQ_CST);
   tm_spin_unlock(&g_table_lock);

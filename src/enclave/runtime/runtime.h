@@ -64,9 +64,17 @@ struct Heap {
   void* free_list;
   size_t used;
   size_t total;
+  /* heap_alloc prefers blocks wholly below this address (null: no
+   * preference): the lowest live arena, so that small long-lived blocks
+   * fill the heap from the bottom and arenas (heap_alloc_high) from the
+   * top, and an ended arena leaves one large hole. A hint, read unlocked. */
+  uint8_t* volatile soft_ceiling;
 };
 void heap_init(Heap& h, void* start, size_t size);
 void* heap_alloc(Heap& h, size_t size, size_t align);
+/* Like heap_alloc, but carved from the top of the highest free block that
+ * can hold it: for process arenas. */
+void* heap_alloc_high(Heap& h, size_t size, size_t align);
 void heap_free(Heap& h, void* p);
 size_t heap_usable_size(const Heap& h, void* p);
 bool heap_owns(const Heap& h, const void* p);

@@ -58,10 +58,15 @@ struct Interface {
   std::vector<Function> ocalls;
 };
 
-// Typed calls use ids from here up: hand-written TM_ECALL ids stay below.
-inline constexpr uint32_t kFirstTypedEcall = 0x8000;
-inline constexpr uint32_t kFirstTypedOcall = 0x8000;
+// Typed calls use ids from kFirstTypedId up (hand-written TM_ECALL ids stay
+// below): interface NAME gets the block of kIdsPerInterface ids at
+// kFirstTypedId + interface_block(NAME) * kIdsPerInterface, its ECALLs and
+// OCALLs numbered in declaration order within it.
+inline constexpr uint32_t kFirstTypedId = 0x10000;
+inline constexpr uint32_t kIdsPerInterface = 0x1000;
+inline constexpr uint32_t kInterfaceBlocks = 0xffef;
 inline constexpr size_t kMaxParams = 32;
+uint32_t interface_block(const std::string& name);
 
 // Parses an interface; errors name "file:line: " and what is wrong.
 Result<Interface> parse(std::string_view text, const std::string& file, const std::string& name);

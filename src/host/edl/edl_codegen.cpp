@@ -10,23 +10,15 @@
 // NUL-terminated exactly at their end) and writes the response; the caller
 // side builds the request and checks the response the same way. Never
 // decides anything at generation time that the callee does not re-check.
-#include <cstdio>
-
+#include "base/hex.h"
 #include "host/edl/edl.h"
 
 namespace teemate::edl {
 namespace {
 
-std::string hex64(uint64_t v) {
-  char b[32];
-  std::snprintf(b, sizeof b, "0x%016llxull", static_cast<unsigned long long>(v));
-  return b;
-}
-std::string hex32(uint32_t v) {
-  char b[16];
-  std::snprintf(b, sizeof b, "0x%x", v);
-  return b;
-}
+// A 64-bit constant as C++ source: "0x00000000deadbeefull".
+std::string u64_literal(uint64_t v) { return "0x" + base::hex16(v) + "ull"; }
+using base::hex;
 
 std::string pointee(const Param& p) { return p.type.spelling == "void" ? "void" : p.type.spelling; }
 
@@ -65,97 +57,97 @@ std::string size_code(const Param& p, const std::string& var, const std::string&
                              : "1ull";
   const uint64_t mul = p.has_size && !p.size_is_count ? 1 : elem_size(p);
   std::string s = "  uint64_t " + var + " = 0;\n";
-  s += "  if (!teemate::wire::checked_mul(" + n + ", " + std::to_string(mul) + "ull, &" + var + ") || " + var +
-       " > kMaxBytes) " + fail + "\n";
+  s += "  if (!::teemate::wire::checked_mul(" + n + ", " + std::to_string(mul) + "ull, &" + var + ") || " + var +
+       " > tm_kMaxBytes) " + fail + "\n";
   return s;
 }
 
 // The error-code constants, generated from the status table on both sides.
 const char* kCodes =
-    "#define TM_EDL_CODE_(name, value, desc) [[maybe_unused]] constexpr int k_##name = value;\n"
+    "#define TM_EDL_CODE_(name, value, desc) [[maybe_unused]] constexpr int tm_k_##name = value;\n"
     "TEEMATE_STATUS_CODES(TM_EDL_CODE_)\n"
     "#undef TM_EDL_CODE_\n"
     "// Largest single buffer a typed call carries (the enclave's max_call_buffer\n"
     "// is the real limit; this only keeps size arithmetic far from overflow).\n"
-    "[[maybe_unused]] constexpr uint64_t kMaxBytes = uint64_t{1} << 40;\n";
+    "[[maybe_unused]] constexpr uint64_t tm_kMaxBytes = uint64_t{1} << 40;\n";
 
 // The callee side: parse the request, lay out the response, call `impl`.
 // Returns k_OK or an error code; sets *out_used.
 std::string callee(const Function& f, const std::string& fn_name, const std::string& impl) {
   std::string s = "int " + fn_name +
-                  "(const void* in_data, size_t in_size, void* out_data, size_t out_cap, size_t* out_used) {\n";
-  s += "  teemate::wire::Reader in(in_data, in_size);\n";
-  s += "  [[maybe_unused]] uint64_t w_ = 0;\n";
+                  "(const void* tm_in_data, size_t tm_in_size, void* tm_out_data, size_t tm_out_cap, size_t* tm_out_used) {\n";
+  s += "  ::teemate::wire::Reader tm_in(tm_in_data, tm_in_size);\n";
+  s += "  [[maybe_unused]] uint64_t tm_word = 0;\n";
   for (const Param& p : f.params) {
     if (p.pointer) continue;
-    s += "  if (!in.word(&w_) || !teemate::wire::fits<" + p.type.spelling + ">(w_)) return k_ERR_INVALID;\n";
-    s += "  " + p.type.spelling + " " + p.name + " = teemate::wire::from_word<" + p.type.spelling + ">(w_);\n";
+    s += "  if (!tm_in.word(&tm_word) || !::teemate::wire::fits<" + p.type.spelling + ">(tm_word)) return tm_k_ERR_INVALID;\n";
+    s += "  " + p.type.spelling + " " + p.name + " = ::teemate::wire::from_word<" + p.type.spelling + ">(tm_word);\n";
   }
-  s += "  size_t resp_len_ = 8;\n";
+  s += "  size_t tm_resp_len = 8;\n";
   for (const Param& p : f.params) {
     if (!p.pointer) continue;
     const std::string T = (p.is_const ? "const " : "") + pointee(p);
     if (p.user_check) {
-      s += "  if (!in.word(&w_)) return k_ERR_INVALID;\n";
-      s += "  " + T + "* " + p.name + " = reinterpret_cast<" + T + "*>(static_cast<uintptr_t>(w_));\n";
+      s += "  if (!tm_in.word(&tm_word)) return tm_k_ERR_INVALID;\n";
+      s += "  " + T + "* " + p.name + " = reinterpret_cast<" + T + "*>(static_cast<uintptr_t>(tm_word));\n";
       continue;
     }
-    s += "  uint64_t present_" + p.name + " = 0;\n";
-    s += "  if (!in.word(&present_" + p.name + ") || present_" + p.name + " > teemate::wire::kPresent) return k_ERR_INVALID;\n";
+    s += "  uint64_t tm_present_" + p.name + " = 0;\n";
+    s += "  if (!tm_in.word(&tm_present_" + p.name + ") || tm_present_" + p.name + " > ::teemate::wire::kPresent) return tm_k_ERR_INVALID;\n";
     if (p.string) {
       s += "  const char* " + p.name + " = nullptr;\n";
-      s += "  if (present_" + p.name + ") {\n";
-      s += "    uint64_t len_ = 0;\n";
-      s += "    const uint8_t* d_ = nullptr;\n";
-      s += "    if (!in.word(&len_) || len_ == 0 || len_ > in.left() || !in.bytes(static_cast<size_t>(len_), &d_)) return k_ERR_INVALID;\n";
-      s += "    if (d_[len_ - 1] != 0 || strnlen(reinterpret_cast<const char*>(d_), len_) != len_ - 1) return k_ERR_INVALID;\n";
-      s += "    " + p.name + " = reinterpret_cast<const char*>(d_);\n";
+      s += "  if (tm_present_" + p.name + ") {\n";
+      s += "    uint64_t tm_len_ = 0;\n";
+      s += "    const uint8_t* tm_d = nullptr;\n";
+      s += "    if (!tm_in.word(&tm_len_) || tm_len_ == 0 || tm_len_ > tm_in.left() || !tm_in.bytes(static_cast<size_t>(tm_len_), &tm_d)) return tm_k_ERR_INVALID;\n";
+      s += "    if (tm_d[tm_len_ - 1] != 0 || ::strnlen(reinterpret_cast<const char*>(tm_d), tm_len_) != tm_len_ - 1) return tm_k_ERR_INVALID;\n";
+      s += "    " + p.name + " = reinterpret_cast<const char*>(tm_d);\n";
       s += "  }\n";
       continue;
     }
-    s += size_code(p, "bytes_" + p.name, "return k_ERR_INVALID;");
+    s += size_code(p, "tm_bytes_" + p.name, "return tm_k_ERR_INVALID;");
     if (copies_in(p)) {
-      s += "  const uint8_t* src_" + p.name + " = nullptr;\n";
-      s += "  if (present_" + p.name + " && !in.bytes(static_cast<size_t>(bytes_" + p.name + "), &src_" + p.name +
-           ")) return k_ERR_INVALID;\n";
+      s += "  const uint8_t* tm_src_" + p.name + " = nullptr;\n";
+      s += "  if (tm_present_" + p.name + " && !tm_in.bytes(static_cast<size_t>(tm_bytes_" + p.name + "), &tm_src_" + p.name +
+           ")) return tm_k_ERR_INVALID;\n";
     }
     if (copies_out(p)) {
-      s += "  if (present_" + p.name + " && !teemate::wire::checked_add(resp_len_, teemate::wire::padded(static_cast<size_t>(bytes_" +
-           p.name + ")), &resp_len_)) return k_ERR_INVALID;\n";
+      s += "  if (tm_present_" + p.name + " && !::teemate::wire::checked_add(tm_resp_len, ::teemate::wire::padded(static_cast<size_t>(tm_bytes_" +
+           p.name + ")), &tm_resp_len)) return tm_k_ERR_INVALID;\n";
     }
   }
-  s += "  if (in.left() != 0) return k_ERR_INVALID;  // exactly the request this interface describes\n";
-  s += "  if (out_cap < resp_len_) return k_ERR_INVALID;\n";
-  s += "  teemate::wire::Writer out(out_data, out_cap);\n";
-  s += "  uint8_t* ret_at_ = out.reserve(8);\n";
-  s += "  if (!ret_at_) return k_ERR_INVALID;\n";
+  s += "  if (tm_in.left() != 0) return tm_k_ERR_INVALID;  // exactly the request this interface describes\n";
+  s += "  if (tm_out_cap < tm_resp_len) return tm_k_ERR_INVALID;\n";
+  s += "  ::teemate::wire::Writer tm_out(tm_out_data, tm_out_cap);\n";
+  s += "  uint8_t* tm_ret_at = tm_out.reserve(8);\n";
+  s += "  if (!tm_ret_at) return tm_k_ERR_INVALID;\n";
   for (const Param& p : f.params) {
     if (!sized(p)) continue;
     const std::string T = (p.is_const ? "const " : "") + pointee(p);
     if (copies_out(p)) {
       s += "  " + T + "* " + p.name + " = nullptr;\n";
-      s += "  if (present_" + p.name + ") {\n";
-      s += "    uint8_t* at_ = out.reserve(static_cast<size_t>(bytes_" + p.name + "));\n";
-      s += "    if (!at_) return k_ERR_INVALID;\n";
-      if (copies_in(p)) s += "    memcpy(at_, src_" + p.name + ", static_cast<size_t>(bytes_" + p.name + "));\n";
-      else s += "    memset(at_, 0, static_cast<size_t>(bytes_" + p.name + "));\n";
-      s += "    " + p.name + " = reinterpret_cast<" + T + "*>(at_);\n";
+      s += "  if (tm_present_" + p.name + ") {\n";
+      s += "    uint8_t* tm_at = tm_out.reserve(static_cast<size_t>(tm_bytes_" + p.name + "));\n";
+      s += "    if (!tm_at) return tm_k_ERR_INVALID;\n";
+      if (copies_in(p)) s += "    ::memcpy(tm_at, tm_src_" + p.name + ", static_cast<size_t>(tm_bytes_" + p.name + "));\n";
+      else s += "    ::memset(tm_at, 0, static_cast<size_t>(tm_bytes_" + p.name + "));\n";
+      s += "    " + p.name + " = reinterpret_cast<" + T + "*>(tm_at);\n";
       s += "  }\n";
     } else {
-      s += "  " + T + "* " + p.name + " = present_" + p.name + " ? reinterpret_cast<" + T +
-           "*>(const_cast<uint8_t*>(src_" + p.name + ")) : nullptr;\n";
+      s += "  " + T + "* " + p.name + " = tm_present_" + p.name + " ? reinterpret_cast<" + T +
+           "*>(const_cast<uint8_t*>(tm_src_" + p.name + ")) : nullptr;\n";
     }
   }
   if (f.has_return) {
-    s += "  const " + f.ret.spelling + " ret_ = " + impl + "(" + arg_list(f) + ");\n";
-    s += "  const uint64_t ret_word_ = teemate::wire::to_word<" + f.ret.spelling + ">(ret_);\n";
+    s += "  const " + f.ret.spelling + " tm_value = " + impl + "(" + arg_list(f) + ");\n";
+    s += "  const uint64_t tm_ret_word = ::teemate::wire::to_word<" + f.ret.spelling + ">(tm_value);\n";
   } else {
     s += "  " + impl + "(" + arg_list(f) + ");\n";
-    s += "  const uint64_t ret_word_ = 0;\n";
+    s += "  const uint64_t tm_ret_word = 0;\n";
   }
-  s += "  memcpy(ret_at_, &ret_word_, 8);\n";
-  s += "  *out_used = out.used();\n";
-  s += "  return k_OK;\n}\n\n";
+  s += "  ::memcpy(tm_ret_at, &tm_ret_word, 8);\n";
+  s += "  *tm_out_used = tm_out.used();\n";
+  s += "  return tm_k_OK;\n}\n\n";
   return s;
 }
 
@@ -163,59 +155,59 @@ std::string callee(const Function& f, const std::string& fn_name, const std::str
 // `host` selects the host proxy (Status, std::vector) or the enclave OCALL
 // stub (int, malloc).
 std::string caller(const Function& f, bool host) {
-  const std::string fail_size = host ? "return teemate::invalid_argument(\"" + f.name + ": a buffer size is too large\");"
-                                     : "return k_ERR_TOO_LARGE;";
+  const std::string fail_size = host ? "return ::teemate::invalid_argument(\"" + f.name + ": a buffer size is too large\");"
+                                     : "return tm_k_ERR_TOO_LARGE;";
   std::string s;
-  s += "  [[maybe_unused]] uint64_t w_ = 0;\n";
-  s += "  size_t req_len_ = 0, resp_len_ = 8;\n";
+  s += "  [[maybe_unused]] uint64_t tm_word = 0;\n";
+  s += "  size_t tm_req_len = 0, tm_resp_len = 8;\n";
   for (const Param& p : f.params) {
     if (!p.pointer) {
-      s += "  req_len_ += 8;\n";
+      s += "  tm_req_len += 8;\n";
       continue;
     }
-    s += "  req_len_ += 8;\n";
+    s += "  tm_req_len += 8;\n";
     if (p.user_check) continue;
     if (p.string) {
-      s += "  const size_t len_" + p.name + " = " + p.name + " ? strlen(" + p.name + ") + 1 : 0;\n";
-      s += "  if (" + p.name + " && (len_" + p.name + " > kMaxBytes || !teemate::wire::checked_add(req_len_, 8 + teemate::wire::padded(len_" +
-           p.name + "), &req_len_))) " + fail_size + "\n";
+      s += "  const size_t tm_len_" + p.name + " = " + p.name + " ? ::strlen(" + p.name + ") + 1 : 0;\n";
+      s += "  if (" + p.name + " && (tm_len_" + p.name + " > tm_kMaxBytes || !::teemate::wire::checked_add(tm_req_len, 8 + ::teemate::wire::padded(tm_len_" +
+           p.name + "), &tm_req_len))) " + fail_size + "\n";
       continue;
     }
-    s += size_code(p, "bytes_" + p.name, fail_size);
+    s += size_code(p, "tm_bytes_" + p.name, fail_size);
     if (copies_in(p)) {
-      s += "  if (" + p.name + " && !teemate::wire::checked_add(req_len_, teemate::wire::padded(static_cast<size_t>(bytes_" + p.name +
-           ")), &req_len_)) " + fail_size + "\n";
+      s += "  if (" + p.name + " && !::teemate::wire::checked_add(tm_req_len, ::teemate::wire::padded(static_cast<size_t>(tm_bytes_" + p.name +
+           ")), &tm_req_len)) " + fail_size + "\n";
     }
     if (copies_out(p)) {
-      s += "  if (" + p.name + " && !teemate::wire::checked_add(resp_len_, teemate::wire::padded(static_cast<size_t>(bytes_" + p.name +
-           ")), &resp_len_)) " + fail_size + "\n";
+      s += "  if (" + p.name + " && !::teemate::wire::checked_add(tm_resp_len, ::teemate::wire::padded(static_cast<size_t>(tm_bytes_" + p.name +
+           ")), &tm_resp_len)) " + fail_size + "\n";
     }
   }
   if (host) {
-    s += "  std::vector<uint8_t> req_(req_len_ ? req_len_ : 8), resp_(resp_len_);\n";
-    s += "  teemate::wire::Writer w(req_.data(), req_len_);\n";
+    s += "  ::std::vector<uint8_t> tm_req(tm_req_len ? tm_req_len : 8), tm_resp(tm_resp_len);\n";
+    s += "  ::teemate::wire::Writer tm_w(tm_req.data(), tm_req_len);\n";
   } else {
-    s += "  uint8_t* req_ = static_cast<uint8_t*>(malloc(req_len_ ? req_len_ : 8));\n";
-    s += "  uint8_t* resp_ = static_cast<uint8_t*>(malloc(resp_len_));\n";
-    s += "  if (!req_ || !resp_) {\n    free(req_);\n    free(resp_);\n    return k_ERR_NO_MEMORY;\n  }\n";
-    s += "  teemate::wire::Writer w(req_, req_len_);\n";
+    s += "  uint8_t* tm_req = static_cast<uint8_t*>(::malloc(tm_req_len ? tm_req_len : 8));\n";
+    s += "  uint8_t* tm_resp = static_cast<uint8_t*>(::malloc(tm_resp_len));\n";
+    s += "  if (!tm_req || !tm_resp) {\n    ::free(tm_req);\n    ::free(tm_resp);\n    return tm_k_ERR_NO_MEMORY;\n  }\n";
+    s += "  ::teemate::wire::Writer tm_w(tm_req, tm_req_len);\n";
   }
-  s += "  bool ok_ = true;\n";
+  s += "  bool tm_ok = true;\n";
   for (const Param& p : f.params) {
     if (p.pointer) continue;
-    s += "  ok_ = ok_ && w.word(teemate::wire::to_word<" + p.type.spelling + ">(" + p.name + "));\n";
+    s += "  tm_ok = tm_ok && tm_w.word(::teemate::wire::to_word<" + p.type.spelling + ">(" + p.name + "));\n";
   }
   for (const Param& p : f.params) {
     if (!p.pointer) continue;
     if (p.user_check) {
-      s += "  ok_ = ok_ && w.word(static_cast<uint64_t>(reinterpret_cast<uintptr_t>(" + p.name + ")));\n";
+      s += "  tm_ok = tm_ok && tm_w.word(static_cast<uint64_t>(reinterpret_cast<uintptr_t>(" + p.name + ")));\n";
       continue;
     }
-    s += "  ok_ = ok_ && w.word(" + p.name + " ? teemate::wire::kPresent : teemate::wire::kAbsent);\n";
+    s += "  tm_ok = tm_ok && tm_w.word(" + p.name + " ? ::teemate::wire::kPresent : ::teemate::wire::kAbsent);\n";
     if (p.string) {
-      s += "  if (" + p.name + ") ok_ = ok_ && w.word(len_" + p.name + ") && w.bytes(" + p.name + ", len_" + p.name + ");\n";
+      s += "  if (" + p.name + ") tm_ok = tm_ok && tm_w.word(tm_len_" + p.name + ") && tm_w.bytes(" + p.name + ", tm_len_" + p.name + ");\n";
     } else if (copies_in(p)) {
-      s += "  if (" + p.name + ") ok_ = ok_ && w.bytes(" + p.name + ", static_cast<size_t>(bytes_" + p.name + "));\n";
+      s += "  if (" + p.name + ") tm_ok = tm_ok && tm_w.bytes(" + p.name + ", static_cast<size_t>(tm_bytes_" + p.name + "));\n";
     }
   }
   return s;
@@ -223,18 +215,18 @@ std::string caller(const Function& f, bool host) {
 
 std::string response_code(const Function& f, bool host, const std::string& fail) {
   std::string s;
-  s += "  teemate::wire::Reader r(" + std::string(host ? "resp_.data()" : "resp_") + ", resp_len_);\n";
-  s += "  if (!r.word(&w_)) " + fail + "\n";
+  s += "  ::teemate::wire::Reader tm_r(" + std::string(host ? "tm_resp.data()" : "tm_resp") + ", tm_resp_len);\n";
+  s += "  if (!tm_r.word(&tm_word)) " + fail + "\n";
   if (f.has_return) {
-    s += "  if (!teemate::wire::fits<" + f.ret.spelling + ">(w_)) " + fail + "\n";
-    s += "  if (ret) *ret = teemate::wire::from_word<" + f.ret.spelling + ">(w_);\n";
+    s += "  if (!::teemate::wire::fits<" + f.ret.spelling + ">(tm_word)) " + fail + "\n";
+    s += "  if (tm_ret) *tm_ret = ::teemate::wire::from_word<" + f.ret.spelling + ">(tm_word);\n";
   }
   for (const Param& p : f.params) {
     if (!sized(p) || !copies_out(p)) continue;
     s += "  if (" + p.name + ") {\n";
-    s += "    const uint8_t* d_ = nullptr;\n";
-    s += "    if (!r.bytes(static_cast<size_t>(bytes_" + p.name + "), &d_)) " + fail + "\n";
-    s += "    memcpy(" + p.name + ", d_, static_cast<size_t>(bytes_" + p.name + "));\n";
+    s += "    const uint8_t* tm_d = nullptr;\n";
+    s += "    if (!tm_r.bytes(static_cast<size_t>(tm_bytes_" + p.name + "), &tm_d)) " + fail + "\n";
+    s += "    ::memcpy(" + p.name + ", tm_d, static_cast<size_t>(tm_bytes_" + p.name + "));\n";
     s += "  }\n";
   }
   return s;
@@ -260,9 +252,9 @@ std::string trusted_header(const Interface& iface) {
   }
   s += "\n/* OCALLs: call these; each returns TM_OK or a TM_ERR_* code (the host's\n"
        " * answer is checked before anything reaches the caller), and stores the\n"
-       " * host function's return value through `ret` (may be NULL). */\n";
+       " * host function's return value through `tm_ret` (may be NULL). */\n";
   for (const Function& f : iface.ocalls) {
-    std::string params = f.has_return ? f.ret.spelling + "* ret" : "";
+    std::string params = f.has_return ? f.ret.spelling + "* tm_ret" : "";
     for (const Param& p : f.params) params += (params.empty() ? "" : ", ") + decl(p);
     s += "int " + f.name + "(" + (params.empty() ? "void" : params) + ");\n";
   }
@@ -278,39 +270,39 @@ std::string trusted_source(const Interface& iface) {
   s += "\n";
   for (const Function& f : iface.ecalls) {
     s += sig_comment(f);
-    s += callee(f, "parse_" + f.name, "::" + f.name);
-    s += "int handle_" + f.name + "(tm_call* call) {\n";
-    s += "  if (call->scalars[0] != " + hex64(f.hash) + ") return k_ERR_INTERFACE;\n";
-    s += "  if (call->nbufs != 2 || call->bufs[0].direction != TM_BUF_IN || call->bufs[1].direction != TM_BUF_OUT) {\n";
-    s += "    return k_ERR_INVALID;\n  }\n";
-    s += "  size_t used = 0;\n";
-    s += "  const int rc = parse_" + f.name +
-         "(call->bufs[0].data, call->bufs[0].size, call->bufs[1].data, call->bufs[1].size, &used);\n";
+    s += callee(f, "tm_parse_" + f.name, "::" + f.name);
+    s += "int tm_handle_" + f.name + "(tm_call* tm_c) {\n";
+    s += "  if (tm_c->scalars[0] != " + u64_literal(f.hash) + ") return tm_k_ERR_INTERFACE;\n";
+    s += "  if (tm_c->nbufs != 2 || tm_c->bufs[0].direction != TM_BUF_IN || tm_c->bufs[1].direction != TM_BUF_OUT) {\n";
+    s += "    return tm_k_ERR_INVALID;\n  }\n";
+    s += "  size_t tm_used = 0;\n";
+    s += "  const int tm_status = tm_parse_" + f.name +
+         "(tm_c->bufs[0].data, tm_c->bufs[0].size, tm_c->bufs[1].data, tm_c->bufs[1].size, &tm_used);\n";
     s += "  // tm_app_error during the function fails the call with the application's error.\n";
-    s += "  if (rc == k_OK && tm_app_error_pending()) return k_ERR_APP;\n";
-    s += "  if (rc == k_OK) call->bufs[1].out_size = used;\n";
-    s += "  return rc;\n}\n";
-    s += "TM_ECALL(" + hex32(f.id) + ", handle_" + f.name + ");\n\n";
+    s += "  if (tm_status == tm_k_OK && tm_app_error_pending()) return tm_k_ERR_APP;\n";
+    s += "  if (tm_status == tm_k_OK) tm_c->bufs[1].out_size = tm_used;\n";
+    s += "  return tm_status;\n}\n";
+    s += "TM_ECALL(" + hex(f.id) + ", tm_handle_" + f.name + ");\n\n";
   }
   s += "}  // namespace\n\n";
   for (const Function& f : iface.ocalls) {
-    std::string params = f.has_return ? f.ret.spelling + "* ret" : "";
+    std::string params = f.has_return ? f.ret.spelling + "* tm_ret" : "";
     for (const Param& p : f.params) params += (params.empty() ? "" : ", ") + decl(p);
     s += sig_comment(f);
     s += "extern \"C\" int " + f.name + "(" + (params.empty() ? "void" : params) + ") {\n";
     s += caller(f, false);
-    s += "  if (!ok_) {\n    free(req_);\n    free(resp_);\n    return k_ERR_INVALID;\n  }\n";
-    s += "  tm_call c_;\n  memset(&c_, 0, sizeof c_);\n";
-    s += "  c_.id = " + hex32(f.id) + ";\n  c_.nbufs = 2;\n  c_.scalars[0] = " + hex64(f.hash) + ";\n";
-    s += "  c_.bufs[0].data = req_;\n  c_.bufs[0].size = req_len_;\n  c_.bufs[0].direction = TM_BUF_IN;\n";
-    s += "  c_.bufs[1].data = resp_;\n  c_.bufs[1].size = resp_len_;\n  c_.bufs[1].direction = TM_BUF_OUT;\n";
-    s += "  int rc_ = tm_ocall(&c_);\n";
+    s += "  if (!tm_ok) {\n    ::free(tm_req);\n    ::free(tm_resp);\n    return tm_k_ERR_INVALID;\n  }\n";
+    s += "  tm_call tm_frame;\n  ::memset(&tm_frame, 0, sizeof tm_frame);\n";
+    s += "  tm_frame.id = " + hex(f.id) + ";\n  tm_frame.nbufs = 2;\n  tm_frame.scalars[0] = " + u64_literal(f.hash) + ";\n";
+    s += "  tm_frame.bufs[0].data = tm_req;\n  tm_frame.bufs[0].size = tm_req_len;\n  tm_frame.bufs[0].direction = TM_BUF_IN;\n";
+    s += "  tm_frame.bufs[1].data = tm_resp;\n  tm_frame.bufs[1].size = tm_resp_len;\n  tm_frame.bufs[1].direction = TM_BUF_OUT;\n";
+    s += "  int tm_rc = tm_ocall(&tm_frame);\n";
     s += "  // The host's answer: exactly the length this interface gives, every field checked.\n";
-    s += "  if (rc_ == k_OK && c_.bufs[1].out_size != resp_len_) rc_ = k_ERR_OCALL_FAILED;\n";
-    s += "  if (rc_ == k_OK) {\n    rc_ = [&]() -> int {\n";
-    s += response_code(f, false, "return k_ERR_OCALL_FAILED;");
-    s += "      return k_OK;\n    }();\n  }\n";
-    s += "  free(req_);\n  free(resp_);\n  return rc_;\n}\n\n";
+    s += "  if (tm_rc == tm_k_OK && tm_frame.bufs[1].out_size != tm_resp_len) tm_rc = tm_k_ERR_OCALL_FAILED;\n";
+    s += "  if (tm_rc == tm_k_OK) {\n    tm_rc = [&]() -> int {\n";
+    s += response_code(f, false, "return tm_k_ERR_OCALL_FAILED;");
+    s += "      return tm_k_OK;\n    }();\n  }\n";
+    s += "  ::free(tm_req);\n  ::free(tm_resp);\n  return tm_rc;\n}\n\n";
   }
   return s;
 }
@@ -322,20 +314,20 @@ std::string untrusted_header(const Interface& iface) {
   s += "#include \"teemate/enclave.h\"\n\n";
   s += "// ECALL proxies: each returns the call's Status (an application error of\n"
        "// the enclave arrives as Code::kApplication) and stores the enclave\n"
-       "// function's return value through `ret` (may be null).\n";
+       "// function's return value through `tm_ret` (may be null).\n";
   for (const Function& f : iface.ecalls) {
-    std::string params = "teemate::Enclave& enclave";
-    if (f.has_return) params += ", " + f.ret.spelling + "* ret";
+    std::string params = "::teemate::Enclave& tm_enclave";
+    if (f.has_return) params += ", " + f.ret.spelling + "* tm_ret";
     for (const Param& p : f.params) params += ", " + decl(p);
     s += sig_comment(f);
-    s += "teemate::Status " + f.name + "(" + params + ");\n";
+    s += "::teemate::Status " + f.name + "(" + params + ");\n";
   }
   s += "\n// OCALLs: implement these in the host program; " + iface.name +
        "_register_ocalls installs\n// their handlers on an enclave handle (each process that calls the enclave).\n";
   for (const Function& f : iface.ocalls) {
     s += ret_type(f) + " " + f.name + "(" + param_list(f) + ");\n";
   }
-  s += "teemate::Status " + iface.name + "_register_ocalls(teemate::Enclave& enclave);\n";
+  s += "::teemate::Status " + iface.name + "_register_ocalls(::teemate::Enclave& tm_enclave);\n";
   s += "\n#endif\n";
   return s;
 }
@@ -348,40 +340,40 @@ std::string untrusted_source(const Interface& iface) {
   s += "\n";
   for (const Function& f : iface.ocalls) {
     s += sig_comment(f);
-    s += callee(f, "parse_" + f.name, "::" + f.name);
-    s += "int32_t handle_" + f.name + "(teemate::CallArgs& a) {\n";
-    s += "  using Dir = teemate::CallArgs::Dir;\n";
-    s += "  if (a.scalar_value(0) != " + hex64(f.hash) + ") return k_ERR_INTERFACE;\n";
-    s += "  if (a.buffer_count() != 2 || a.buffer(0).dir != Dir::kIn || a.buffer(1).dir != Dir::kOut) return k_ERR_INVALID;\n";
-    s += "  size_t used = 0;\n";
-    s += "  const int rc = parse_" + f.name + "(a.buffer(0).data, a.buffer(0).size, a.buffer(1).data, a.buffer(1).size, &used);\n";
-    s += "  if (rc == k_OK) a.buffer(1).out_size = used;\n";
-    s += "  return rc;\n}\n\n";
+    s += callee(f, "tm_parse_" + f.name, "::" + f.name);
+    s += "int32_t tm_handle_" + f.name + "(::teemate::CallArgs& tm_a) {\n";
+    s += "  using tm_Dir = ::teemate::CallArgs::Dir;\n";
+    s += "  if (tm_a.scalar_value(0) != " + u64_literal(f.hash) + ") return tm_k_ERR_INTERFACE;\n";
+    s += "  if (tm_a.buffer_count() != 2 || tm_a.buffer(0).dir != tm_Dir::kIn || tm_a.buffer(1).dir != tm_Dir::kOut) return tm_k_ERR_INVALID;\n";
+    s += "  size_t tm_used = 0;\n";
+    s += "  const int tm_status = tm_parse_" + f.name + "(tm_a.buffer(0).data, tm_a.buffer(0).size, tm_a.buffer(1).data, tm_a.buffer(1).size, &tm_used);\n";
+    s += "  if (tm_status == tm_k_OK) tm_a.buffer(1).out_size = tm_used;\n";
+    s += "  return tm_status;\n}\n\n";
   }
   s += "}  // namespace\n\n";
   for (const Function& f : iface.ecalls) {
-    std::string params = "teemate::Enclave& enclave";
-    if (f.has_return) params += ", " + f.ret.spelling + "* ret";
+    std::string params = "::teemate::Enclave& tm_enclave";
+    if (f.has_return) params += ", " + f.ret.spelling + "* tm_ret";
     for (const Param& p : f.params) params += ", " + decl(p);
     s += sig_comment(f);
-    s += "teemate::Status " + f.name + "(" + params + ") {\n";
+    s += "::teemate::Status " + f.name + "(" + params + ") {\n";
     s += caller(f, true);
-    s += "  if (!ok_) return teemate::internal_error(\"" + f.name + ": request layout\");\n";
-    s += "  teemate::CallArgs args;\n";
-    s += "  args.scalar(0, " + hex64(f.hash) + ").in(std::span<const uint8_t>(req_.data(), req_len_)).out(resp_);\n";
-    s += "  teemate::Status st_ = enclave.call(" + hex32(f.id) + ", args);\n";
-    s += "  if (!st_.ok()) return st_.with_context(\"" + f.name + "\");\n";
-    s += "  if (args.buffer(1).out_size != resp_len_) {\n";
-    s += "    return teemate::corrupt(\"" + f.name + ": the enclave answered \" + std::to_string(args.buffer(1).out_size) + \" bytes, the interface says \" + std::to_string(resp_len_));\n";
+    s += "  if (!tm_ok) return ::teemate::internal_error(\"" + f.name + ": request layout\");\n";
+    s += "  ::teemate::CallArgs tm_args;\n";
+    s += "  tm_args.scalar(0, " + u64_literal(f.hash) + ").in(::std::span<const uint8_t>(tm_req.data(), tm_req_len)).out(tm_resp);\n";
+    s += "  ::teemate::Status tm_st = tm_enclave.call(" + hex(f.id) + ", tm_args);\n";
+    s += "  if (!tm_st.ok()) return tm_st.with_context(\"" + f.name + "\");\n";
+    s += "  if (tm_args.buffer(1).out_size != tm_resp_len) {\n";
+    s += "    return ::teemate::corrupt(\"" + f.name + ": the enclave answered \" + ::std::to_string(tm_args.buffer(1).out_size) + \" bytes, the interface says \" + ::std::to_string(tm_resp_len));\n";
     s += "  }\n";
-    s += response_code(f, true, "return teemate::corrupt(\"" + f.name + ": malformed answer from the enclave\");");
+    s += response_code(f, true, "return ::teemate::corrupt(\"" + f.name + ": malformed answer from the enclave\");");
     s += "  return {};\n}\n\n";
   }
-  s += "teemate::Status " + iface.name + "_register_ocalls(teemate::Enclave& enclave) {\n";
-  s += "  [[maybe_unused]] teemate::Status st;\n";
+  s += "::teemate::Status " + iface.name + "_register_ocalls(::teemate::Enclave& tm_enclave) {\n";
+  s += "  [[maybe_unused]] ::teemate::Status tm_st;\n";
   for (const Function& f : iface.ocalls) {
-    s += "  st = enclave.set_ocall(" + hex32(f.id) + ", handle_" + f.name + ");\n";
-    s += "  if (!st.ok()) return st.with_context(\"" + iface.name + "_register_ocalls: " + f.name + "\");\n";
+    s += "  tm_st = tm_enclave.set_ocall(" + hex(f.id) + ", tm_handle_" + f.name + ");\n";
+    s += "  if (!tm_st.ok()) return tm_st.with_context(\"" + iface.name + "_register_ocalls: " + f.name + "\");\n";
   }
   s += "  return {};\n}\n";
   return s;

@@ -108,6 +108,29 @@ const std::map<std::string, ScalarType>& scalar_types() {
   return types;
 }
 
+// Names no function or parameter may take: C and C++ keywords, names the
+// generated code itself uses or calls, and the runtime's prefixes.
+bool is_reserved(const std::string& n) {
+  static const std::set<std::string> kReserved = {
+      // C and C++ keywords
+      "alignas", "alignof", "and", "and_eq", "asm", "auto", "bitand", "bitor", "bool", "break", "case", "catch",
+      "char", "char8_t", "char16_t", "char32_t", "class", "compl", "concept", "const", "consteval", "constexpr",
+      "constinit", "const_cast", "continue", "co_await", "co_return", "co_yield", "decltype", "default", "delete",
+      "do", "double", "dynamic_cast", "else", "enum", "explicit", "export", "extern", "false", "float", "for",
+      "friend", "goto", "if", "inline", "int", "long", "mutable", "namespace", "new", "noexcept", "not", "not_eq",
+      "nullptr", "operator", "or", "or_eq", "private", "protected", "public", "register", "reinterpret_cast",
+      "requires", "restrict", "return", "short", "signed", "sizeof", "static", "static_assert", "static_cast",
+      "struct", "switch", "template", "this", "thread_local", "throw", "true", "try", "typedef", "typeid",
+      "typename", "union", "unsigned", "using", "virtual", "void", "volatile", "wchar_t", "while", "xor", "xor_eq",
+      "_Alignas", "_Alignof", "_Atomic", "_Bool", "_Complex", "_Generic", "_Imaginary", "_Noreturn",
+      "_Static_assert", "_Thread_local",
+      // what generated code names or calls, and the program entry
+      "main", "memcpy", "memset", "strlen", "strnlen", "malloc", "free", "teemate", "std", "NULL",
+  };
+  return kReserved.count(n) || n.rfind("tm_", 0) == 0 || n.rfind("TM_", 0) == 0 || n.rfind("teemate_", 0) == 0 ||
+         n.rfind("__", 0) == 0;
+}
+
 class Parser {
  public:
   Parser(std::vector<Token> toks, std::string file) : t_(std::move(toks)), file_(std::move(file)) {}
@@ -140,11 +163,20 @@ class Parser {
     if (is(";")) next();
     if (peek().kind != Token::kEnd) return err(peek(), "text after the end of 'enclave { ... };'");
     TM_RETURN_IF_ERROR(check_names(iface));
+    // Each interface gets its own block of ids, chosen by its name, so that
+    // several interfaces coexist in one enclave (teemate pack refuses an
+    // image where two calls still share an id).
+    for (auto* list : {&iface.ecalls, &iface.ocalls}) {
+      if (list->size() > kIdsPerInterface) {
+        return corrupt(file_ + ": more than " + std::to_string(kIdsPerInterface) + " functions in one section");
+      }
+    }
+    const uint32_t block = interface_block(name);
     for (size_t i = 0; i < iface.ecalls.size(); ++i) {
-      iface.ecalls[i].id = kFirstTypedEcall + static_cast<uint32_t>(i);
+      iface.ecalls[i].id = kFirstTypedId + block * kIdsPerInterface + static_cast<uint32_t>(i);
     }
     for (size_t i = 0; i < iface.ocalls.size(); ++i) {
-      iface.ocalls[i].id = kFirstTypedOcall + static_cast<uint32_t>(i);
+      iface.ocalls[i].id = kFirstTypedId + block * kIdsPerInterface + static_cast<uint32_t>(i);
     }
     for (auto* list : {&iface.ecalls, &iface.ocalls}) {
       for (Function& f : *list) f.hash = fnv1a(canonical_signature(f));
@@ -216,6 +248,10 @@ class Parser {
     const Token& name = peek();
     if (name.kind != Token::kIdent) return err(name, "expected a function name, found '" + name.text + "'");
     f.name = next().text;
+    if (is_reserved(f.name)) {
+      return err(name, "function name '" + f.name +
+                           "' is reserved (a C/C++ keyword, a name the generated code uses, or a tm_/teemate_/__ prefix)");
+    }
     TM_RETURN_IF_ERROR(expect("("));
     if (is_ident("void") && t_[pos_ + 1].kind == Token::kPunct && t_[pos_ + 1].text == ")") next();
     while (!is(")")) {
@@ -295,6 +331,10 @@ class Parser {
     if (nm.kind != Token::kIdent) return err(nm, fn + ": expected a parameter name, found '" + nm.text + "'");
     p.name = next().text;
     const std::string what = fn + ": parameter '" + p.name + "'";
+    if (is_reserved(p.name)) {
+      return err(nm, what + ": the name is reserved (a C/C++ keyword, a name the generated code uses, or a "
+                            "tm_/teemate_/__ prefix)");
+    }
     if (is_void && !p.pointer) return err(nm, what + " has type void");
     if (!p.pointer) {
       if (has_attrs) return err(start, what + " is not a pointer: attributes apply to pointers only");
@@ -352,9 +392,6 @@ class Parser {
           return corrupt(file_ + ":" + std::to_string(f.line) + ": function '" + f.name + "' is declared twice (first at line " +
                          std::to_string(it->second) + ")");
         }
-        if (f.name.rfind("tm_", 0) == 0 || f.name.rfind("teemate_", 0) == 0) {
-          return corrupt(file_ + ":" + std::to_string(f.line) + ": function '" + f.name + "': the prefixes tm_ and teemate_ are the runtime's");
-        }
       }
     }
     return {};
@@ -366,6 +403,15 @@ class Parser {
 };
 
 }  // namespace
+
+uint32_t interface_block(const std::string& name) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : name) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return static_cast<uint32_t>(h % kInterfaceBlocks);
+}
 
 std::string canonical_signature(const Function& f) {
   std::string s = std::string(f.trusted ? "ecall " : "ocall ") + f.name + "(" +

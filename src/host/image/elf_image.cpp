@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "base/hex.h"
+
 namespace teemate::image {
 
 namespace {
@@ -21,11 +23,7 @@ constexpr uint64_t kMaxAddress = 64ull << 30;
 // Symbol names longer than this are truncated (they only label findings).
 constexpr size_t kMaxSymbolName = 1024;
 
-std::string hex(uint64_t v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
-  return buf;
-}
+using base::hex;
 
 // [offset, offset + size) lies inside a buffer of `total` bytes.
 bool in_bounds(uint64_t offset, uint64_t size, uint64_t total) {

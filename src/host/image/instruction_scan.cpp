@@ -9,15 +9,13 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "base/hex.h"
+
 namespace teemate::image {
 
 namespace {
 
-std::string hex(uint64_t v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
-  return buf;
-}
+using base::hex;
 
 class Capstone {
  public:

@@ -23,10 +23,12 @@
 #include <array>
 #include <vector>
 
+#include "base/hex.h"
+#include "base/paths.h"
 #include "common/enclave_abi.h"
 #include "host/backend/backend.h"
-#include "host/image/image_file.h"
 #include "host/daemon/protocol.h"
+#include "host/image/image_file.h"
 #include "host/runtime/image_loader.h"
 #include "sgx/measurement.h"
 #include "sgx/sigstruct.h"
@@ -72,10 +74,26 @@ const char* vector_name(uint32_t v) {
   }
 }
 
-std::string hex(uint64_t v) {
-  char b[32];
-  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
-  return b;
+using base::hex;
+
+// Text from the enclave, safe to print: control bytes (newlines that would
+// forge log lines, terminal escapes) become \n, \t or \xNN.
+std::string printable(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c < 0x20 || c == 0x7f) {
+      char b[8];
+      std::snprintf(b, sizeof b, "\\x%02x", c);
+      out += b;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
 }
 
 // Turns an ECALL's status into a Status that names it: the TM_ERR_* name
@@ -88,7 +106,10 @@ Status status_from_call(int32_t st, const abi::CallFrame& f, uint32_t id) {
     case abi::kOk: return {};
     case abi::kErrFault: {
       if (f.exception.vector == 0xffffffffu && f.exception.rip_offset == 0) {
-        return Status(Code::kEnclaveFault, what + " aborted inside the enclave (tm_abort)");
+        const abi::AppError why = f.app_error;
+        const size_t n = why.message_len <= abi::kAppMessageMax ? why.message_len : abi::kAppMessageMax;
+        return Status(Code::kEnclaveFault, what + " aborted inside the enclave (tm_abort)" +
+                                               (n ? ": " + printable(std::string(why.message, n)) : std::string()));
       }
       std::string m = what + " failed: enclave fault " + vector_name(f.exception.vector) +
                       " at enclave offset " + hex(f.exception.rip_offset);
@@ -100,7 +121,7 @@ Status status_from_call(int32_t st, const abi::CallFrame& f, uint32_t id) {
       // bound it before use.
       const abi::AppError app = f.app_error;
       const size_t n = app.message_len <= abi::kAppMessageMax ? app.message_len : abi::kAppMessageMax;
-      std::string msg(app.message, n);
+      std::string msg = printable(std::string(app.message, n));
       if (msg.empty()) msg = "the handler failed without a message";
       return Status::application(app.code, what + ": " + msg + " (application error " +
                                                 std::to_string(app.code) + ")");
@@ -333,7 +354,7 @@ class EnclaveImpl final : public Enclave {
   }
 
   ~EnclaveImpl() override {
-    if (daemon_) {
+    if (daemon_ && enclave_id_ != 0) {  // 0: the attach failed before the daemon named an enclave
       // Idle slots go back at once; the daemon resets them.
       (void)protocol::call(daemon_.get(), protocol::make_request("detach", {{"enclave", enclave_id_}}), {}, 2000);
     }
@@ -623,9 +644,7 @@ Result<std::unique_ptr<Enclave>> Enclave::attach(const AttachOptions& options) {
 
 std::string default_daemon_socket() {
   if (const char* s = std::getenv("TEEMATE_SOCKET"); s && *s) return s;
-  if (geteuid() == 0) return "/run/teemate/teemated.sock";
-  if (const char* x = std::getenv("XDG_RUNTIME_DIR"); x && *x) return std::string(x) + "/teemate/teemated.sock";
-  return "/tmp/teemate-" + std::to_string(geteuid()) + "/teemated.sock";
+  return base::runtime_dir() + "/teemated.sock";
 }
 
 Result<std::unique_ptr<Enclave>> Enclave::load(const std::string& image_path, const LoadOptions& options) {

@@ -14,6 +14,8 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "base/paths.h"
+
 namespace teemate::host::sim {
 namespace {
 
@@ -84,10 +86,7 @@ void copy_root_key(uint8_t out[32]) { memcpy(out, g_root_key, sizeof g_root_key)
 
 std::string root_key_path() {
   if (const char* p = std::getenv("TEEMATE_SIM_ROOT_KEY"); p && *p) return p;
-  if (geteuid() == 0) return "/var/lib/teemate/sim-root.key";
-  if (const char* x = std::getenv("XDG_STATE_HOME"); x && *x) return std::string(x) + "/teemate/sim-root.key";
-  if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.local/state/teemate/sim-root.key";
-  return "/var/lib/teemate/sim-root.key";
+  return base::state_dir() + "/sim-root.key";
 }
 
 Status load_root_key() {

@@ -26,7 +26,7 @@ extern const uint8_t kSimCpuSvn[16];
 
 // Where the root key lives: $TEEMATE_SIM_ROOT_KEY, else for root
 // /var/lib/teemate/sim-root.key (one per host: teemated's), else
-// $XDG_STATE_HOME/teemate/sim-root.key, else ~/.local/state/teemate/sim-root.key.
+// sim-root.key in the per-user state directory (base::state_dir()).
 std::string root_key_path();
 // Loads the root key, creating it (0600, 32 random bytes) on first use.
 // Refuses a file with the wrong size, owner or permissions. Only a process
