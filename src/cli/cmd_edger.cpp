@@ -2,13 +2,10 @@
 // enclave side (NAME_t.h, NAME_t.cpp) and the host side (NAME_u.h,
 // NAME_u.cpp). A thin verb over host/edl; the build runs it through
 // teemate_add_enclave(... EDL ...) and teemate_edl_host(...).
-#include <cctype>
-#include <filesystem>
 #include <memory>
 
 #include "cli/commands.h"
 #include "host/edl/edl.h"
-#include "host/image/file_util.h"
 
 namespace teemate::cli {
 
@@ -20,45 +17,7 @@ struct EdgerOptions {
   std::string untrusted_dir;
 };
 
-bool is_c_identifier(const std::string& s) {
-  if (s.empty() || std::isdigit(static_cast<unsigned char>(s[0]))) return false;
-  for (char c : s) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') return false;
-  }
-  return true;
-}
-
-Status write_text(const std::string& dir, const std::string& name, const std::string& text) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return io_error("creating " + dir, ec.value());
-  const std::string path = dir + "/" + name;
-  return image::write_file_atomic(path, {reinterpret_cast<const uint8_t*>(text.data()), text.size()}, 0644, true);
-}
-
-Status run_edger(const EdgerOptions& o) {
-  if (o.trusted_dir.empty() && o.untrusted_dir.empty()) {
-    return invalid_argument("nothing to generate: give --trusted-dir, --untrusted-dir or both");
-  }
-  const std::string name = std::filesystem::path(o.edl).stem().string();
-  if (!is_c_identifier(name)) {
-    return invalid_argument(o.edl + ": the file name (without .edl) names the generated files and functions, so it "
-                            "must be a C identifier, not '" + name + "'");
-  }
-  TM_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, image::read_file(o.edl, 1 << 20));
-  TM_ASSIGN_OR_RETURN(edl::Interface iface,
-                      edl::parse(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), o.edl, name));
-  const edl::Generated g = edl::generate(iface);
-  if (!o.trusted_dir.empty()) {
-    TM_RETURN_IF_ERROR(write_text(o.trusted_dir, name + "_t.h", g.trusted_header));
-    TM_RETURN_IF_ERROR(write_text(o.trusted_dir, name + "_t.cpp", g.trusted_source));
-  }
-  if (!o.untrusted_dir.empty()) {
-    TM_RETURN_IF_ERROR(write_text(o.untrusted_dir, name + "_u.h", g.untrusted_header));
-    TM_RETURN_IF_ERROR(write_text(o.untrusted_dir, name + "_u.cpp", g.untrusted_source));
-  }
-  return {};
-}
+Status run_edger(const EdgerOptions& o) { return edl::generate_files(o.edl, o.trusted_dir, o.untrusted_dir); }
 
 }  // namespace
 

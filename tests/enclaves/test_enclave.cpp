@@ -6,8 +6,13 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <ctype.h>
 #include <errno.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/random.h>
 #include <sys/time.h>
 #include <math.h>
@@ -550,6 +555,128 @@ int posix_time_memory(tm_call* c) {
   return TM_OK;
 }
 TM_ECALL(kEcallPosixTimeMemory, posix_time_memory);
+
+// ---- Sockets ----
+int sock_listen(tm_call* c) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return tm_app_errorf(errno, "socket: errno %d", errno);
+  const int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(fd, 4) != 0) {
+    return tm_app_errorf(errno, "bind/listen: errno %d", errno);
+  }
+  socklen_t len = sizeof a;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0 || len != sizeof a) {
+    return tm_app_errorf(errno, "getsockname: errno %d", errno);
+  }
+  c->scalars[0] = static_cast<uint64_t>(fd);
+  c->scalars[1] = ntohs(a.sin_port);
+  return TM_OK;
+}
+TM_ECALL(kEcallSockListen, sock_listen);
+
+int sock_serve(tm_call* c) {
+  const int fd = static_cast<int>(c->scalars[0]);
+  pollfd p{fd, POLLIN, 0};
+  c->scalars[1] = poll(&p, 1, 10000) == 1 && (p.revents & POLLIN) ? 1 : 0;
+  sockaddr_in peer{};
+  socklen_t len = sizeof peer;
+  const int cfd = accept(fd, reinterpret_cast<sockaddr*>(&peer), &len);
+  if (cfd < 0) return tm_app_errorf(errno, "accept: errno %d", errno);
+  if (len != sizeof peer || peer.sin_family != AF_INET) return tm_app_error(1, "accept: bad peer address");
+  char line[256];
+  size_t n = 0;
+  while (n < sizeof line) {
+    const ssize_t r = read(cfd, line + n, sizeof line - n);
+    if (r <= 0) break;
+    n += static_cast<size_t>(r);
+    if (memchr(line, '\n', n)) break;
+  }
+  for (size_t i = 0; i < n; ++i) line[i] = static_cast<char>(toupper(static_cast<unsigned char>(line[i])));
+  const bool sent = write(cfd, line, n) == static_cast<ssize_t>(n);
+  shutdown(cfd, SHUT_WR);
+  close(cfd);
+  return sent ? TM_OK : tm_app_errorf(errno, "write: errno %d", errno);
+}
+TM_ECALL(kEcallSockServe, sock_serve);
+
+int sock_connect(tm_call* c) {
+  if (c->nbufs != 1 || c->bufs[0].direction != TM_BUF_OUT) return TM_ERR_INVALID;
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return tm_app_errorf(errno, "socket: errno %d", errno);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(c->scalars[0]));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    close(fd);
+    return tm_app_errorf(errno, "connect: errno %d", errno);
+  }
+  if (send(fd, "ping\n", 5, 0) != 5) return tm_app_errorf(errno, "send: errno %d", errno);
+  size_t n = 0;
+  while (n < c->bufs[0].size) {
+    const ssize_t r = recv(fd, static_cast<char*>(c->bufs[0].data) + n, c->bufs[0].size - n, 0);
+    if (r <= 0) break;
+    n += static_cast<size_t>(r);
+  }
+  close(fd);
+  c->bufs[0].out_size = n;
+  return TM_OK;
+}
+TM_ECALL(kEcallSockConnect, sock_connect);
+
+int sock_close(tm_call* c) { return close(static_cast<int>(c->scalars[0])) == 0 ? TM_OK : tm_app_error(errno, "close"); }
+TM_ECALL(kEcallSockClose, sock_close);
+
+int sock_errors(tm_call* c) {
+  uint64_t failed = 0;
+  auto check = [&](int bit, bool ok) {
+    if (!ok) failed |= uint64_t{1} << bit;
+  };
+  char b[8];
+  errno = 0;
+  check(0, close(-1) == -1 && errno == EBADF);
+  errno = 0;
+  check(1, recv(987654, b, sizeof b, 0) == -1 && errno == EBADF);
+  errno = 0;
+  check(2, socket(12345, SOCK_STREAM, 0) == -1 && errno == EAFNOSUPPORT);
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  check(3, fd >= 0);
+  int v = 0;
+  socklen_t len = 100000;
+  errno = 0;
+  check(4, getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &len) == -1 && errno == EINVAL);
+  len = sizeof v;
+  check(5, getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &len) == 0 && v == SOCK_STREAM && len == sizeof v);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(1);  // nothing listens on port 1
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  errno = 0;
+  check(6, connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == -1 && errno == ECONNREFUSED);
+  errno = 0;
+  check(7, sendto(fd, b, 1, 0, reinterpret_cast<sockaddr*>(&a), sizeof a) == -1 && errno == EOPNOTSUPP);
+  check(8, close(fd) == 0);
+  errno = 0;
+  check(9, close(fd) == -1 && errno == EBADF);
+  pollfd none{987654, POLLIN, 0};
+  check(10, poll(&none, 1, 0) == 1 && (none.revents & POLLNVAL));
+  c->scalars[0] = failed;
+  return TM_OK;
+}
+TM_ECALL(kEcallSockErrors, sock_errors);
+
+int sock_recv(tm_call* c) {
+  char b[8];
+  errno = 0;
+  c->scalars[0] = static_cast<uint64_t>(recv(static_cast<int>(c->scalars[0]), b, sizeof b, 0));
+  c->scalars[1] = static_cast<uint64_t>(errno);
+  return TM_OK;
+}
+TM_ECALL(kEcallSockRecv, sock_recv);
 }  // namespace
 
 int main(int argc, char** argv) {

@@ -3,7 +3,10 @@
 // OCALL -> ECALL, many threads on many TCS, faults reported and survived,
 // a handled exception resumed, pointer checks both ways, sealing (tampering,
 // truncation, versions, policies), reports and EGETKEY keys.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/time.h>
@@ -24,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include "host/edl/edl.h"
 #include "sgx/arch.h"
 #include "teemate/enclave.h"
 #include "test_enclave_ids.h"
@@ -315,6 +319,109 @@ TEST_F(RuntimeTest, PosixTimeRandomnessAndMemory) {
   EXPECT_EQ(a.scalar_value(0), 0u) << "failed checks (bit = check number in test_enclave.cpp): 0x" << std::hex
                                    << a.scalar_value(0);
   EXPECT_GE(a.scalar_value(1), 20u * 1000 * 1000) << "nanosleep(20 ms) returned early";
+}
+
+// ---- Sockets from inside the enclave ----
+TEST_F(RuntimeTest, EnclaveServesATcpClient) {
+  CallArgs l;
+  Status st = enclave_->call(kEcallSockListen, l);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  const uint64_t fd = l.scalar_value(0), port = l.scalar_value(1);
+  ASSERT_GT(port, 0u);
+  std::string reply;
+  std::thread client([&] {
+    int s = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+      (void)::write(s, "hello enclave\n", 14);
+      char b[64];
+      ssize_t n;
+      while ((n = ::read(s, b, sizeof b)) > 0) reply.append(b, static_cast<size_t>(n));
+    }
+    ::close(s);
+  });
+  CallArgs serve;
+  serve.scalar(0, fd);
+  st = enclave_->call(kEcallSockServe, serve);
+  client.join();
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  EXPECT_EQ(serve.scalar_value(1), 1u) << "poll saw the pending connection";
+  EXPECT_EQ(reply, "HELLO ENCLAVE\n");
+  CallArgs cl;
+  cl.scalar(0, fd);
+  EXPECT_TRUE(enclave_->call(kEcallSockClose, cl).ok());
+}
+
+TEST_F(RuntimeTest, EnclaveConnectsToAHostServer) {
+  int ls = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(ls, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(ls, 1), 0);
+  socklen_t len = sizeof a;
+  ASSERT_EQ(::getsockname(ls, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  std::string got;
+  std::thread server([&] {
+    int c = ::accept(ls, nullptr, nullptr);
+    char b[16];
+    ssize_t n = ::read(c, b, sizeof b);
+    if (n > 0) got.assign(b, static_cast<size_t>(n));
+    (void)::write(c, "pong\n", 5);
+    ::close(c);
+  });
+  std::vector<uint8_t> reply(64);
+  CallArgs call;
+  call.scalar(0, ntohs(a.sin_port)).out(reply);
+  Status st = enclave_->call(kEcallSockConnect, call);
+  server.join();
+  ::close(ls);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  EXPECT_EQ(got, "ping\n");
+  EXPECT_EQ(std::string(reinterpret_cast<char*>(reply.data()), call.buffer(0).out_size), "pong\n");
+}
+
+TEST_F(RuntimeTest, SocketErrorsAreErrnoValues) {
+  CallArgs a;
+  ASSERT_TRUE(enclave_->call(kEcallSockErrors, a).ok());
+  EXPECT_EQ(a.scalar_value(0), 0u) << "failed checks (bit = check number in test_enclave.cpp): 0x" << std::hex
+                                   << a.scalar_value(0);
+}
+
+// A host that lies about a socket OCALL's result: the enclave refuses
+// what cannot be (more bytes than asked, an errno out of range).
+TEST_F(RuntimeTest, LyingSocketAnswersAreRefused) {
+  const char* src = std::getenv("TEEMATE_SOURCE_DIR");
+  std::ifstream in(std::string(src ? src : ".") + "/src/common/tm_posix.edl");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto iface = edl::parse(ss.str(), "tm_posix.edl", "tm_posix", /*runtime=*/true);
+  ASSERT_TRUE(iface.ok()) << iface.status().to_string();
+  uint32_t recv_id = 0;
+  for (const auto& f : iface->ocalls) {
+    if (f.name == "tm_recv") recv_id = f.id;
+  }
+  ASSERT_NE(recv_id, 0u);
+  auto lie = [&](int64_t result) {
+    EXPECT_TRUE(enclave_->set_ocall(recv_id, [result](CallArgs& a) {
+      if (a.buffer_count() != 2 || a.buffer(1).size < 16) return 1;
+      memcpy(a.buffer(1).data, &result, 8);
+      memset(static_cast<uint8_t*>(a.buffer(1).data) + 8, 'L', 8);
+      a.buffer(1).out_size = 16;
+      return 0;
+    }).ok());
+    CallArgs c;
+    c.scalar(0, 3);
+    EXPECT_TRUE(enclave_->call(kEcallSockRecv, c).ok());
+    return std::make_pair(static_cast<int64_t>(c.scalar_value(0)), static_cast<int>(c.scalar_value(1)));
+  };
+  EXPECT_EQ(lie(8), std::make_pair(int64_t{8}, 0)) << "an honest answer";
+  EXPECT_EQ(lie(100), std::make_pair(int64_t{-1}, EIO)) << "more bytes than asked for";
+  EXPECT_EQ(lie(-5000), std::make_pair(int64_t{-1}, EIO)) << "not an errno";
+  EXPECT_EQ(lie(-EAGAIN), std::make_pair(int64_t{-1}, EAGAIN));
 }
 
 TEST(StatusTable, NamesAndDescriptionsCoverEveryCode) {

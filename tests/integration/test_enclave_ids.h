@@ -49,6 +49,13 @@ enum TestEcall : unsigned {
   // POSIX services.
   kEcallPosixTimeMemory = 0x170,  // scalars[0] out: bit mask of failed checks (0: all held);
                                   // [1] out: measured ns of a 20 ms nanosleep
+  kEcallSockListen = 0x171,   // scalars[0] out: listening fd on 127.0.0.1; [1] out: its port
+  kEcallSockServe = 0x172,    // scalars[0] in: listening fd; accepts one client, echoes one line upper-cased;
+                              // [1] out: 1 if poll saw the connection first
+  kEcallSockConnect = 0x173,  // scalars[0] in: port; sends "ping\n" to 127.0.0.1:port; bufs[0] out: the reply
+  kEcallSockClose = 0x174,    // scalars[0] in: fd
+  kEcallSockErrors = 0x175,   // scalars[0] out: bit mask of failed error checks (0: all held)
+  kEcallSockRecv = 0x176,     // recv(scalars[0] fd, 8 bytes): [0] out: the result; [1] out: errno
 };
 
 enum TestOcall : unsigned {

@@ -66,10 +66,21 @@ inline constexpr uint32_t kFirstTypedId = 0x10000;
 inline constexpr uint32_t kIdsPerInterface = 0x1000;
 inline constexpr uint32_t kInterfaceBlocks = 0xffef;
 inline constexpr size_t kMaxParams = 32;
+// The id block of an interface: 0 for the runtime's (tm_*), else 1 +
+// FNV-1a(name) mod (kInterfaceBlocks - 1).
 uint32_t interface_block(const std::string& name);
 
 // Parses an interface; errors name "file:line: " and what is wrong.
-Result<Interface> parse(std::string_view text, const std::string& file, const std::string& name);
+// `runtime`: the runtime's own interfaces (names tm_*), whose functions may
+// use the tm_ prefix and whose ids are the reserved block 0.
+Result<Interface> parse(std::string_view text, const std::string& file, const std::string& name,
+                        bool runtime = false);
+
+// Reads `edl_path`, generates and writes NAME_t.h/.cpp into `trusted_dir`
+// and NAME_u.h/.cpp into `untrusted_dir` (either may be empty: skipped).
+// NAME is the file's stem and must be a C identifier.
+Status generate_files(const std::string& edl_path, const std::string& trusted_dir, const std::string& untrusted_dir,
+                      bool runtime = false);
 
 // Generated sources, by file name (NAME_t.h, NAME_t.cpp, NAME_u.h, NAME_u.cpp).
 struct Generated {

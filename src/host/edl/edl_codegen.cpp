@@ -328,6 +328,9 @@ std::string untrusted_header(const Interface& iface) {
     s += ret_type(f) + " " + f.name + "(" + param_list(f) + ");\n";
   }
   s += "::teemate::Status " + iface.name + "_register_ocalls(::teemate::Enclave& tm_enclave);\n";
+  s += "// Or route them yourself: serves OCALL `tm_id` if it is one of this interface's\n"
+       "// (TM_ERR_UNKNOWN_CALL otherwise), for an OcallHandler that multiplexes.\n";
+  s += "int32_t " + iface.name + "_dispatch_ocall(uint32_t tm_id, ::teemate::CallArgs& tm_a);\n";
   s += "\n#endif\n";
   return s;
 }
@@ -369,6 +372,10 @@ std::string untrusted_source(const Interface& iface) {
     s += response_code(f, true, "return ::teemate::corrupt(\"" + f.name + ": malformed answer from the enclave\");");
     s += "  return {};\n}\n\n";
   }
+  s += "int32_t " + iface.name + "_dispatch_ocall(uint32_t tm_id, ::teemate::CallArgs& tm_a) {\n";
+  s += "  switch (tm_id) {\n";
+  for (const Function& f : iface.ocalls) s += "    case " + hex(f.id) + ": return tm_handle_" + f.name + "(tm_a);\n";
+  s += "    default: (void)tm_a; return tm_k_ERR_UNKNOWN_CALL;\n  }\n}\n\n";
   s += "::teemate::Status " + iface.name + "_register_ocalls(::teemate::Enclave& tm_enclave) {\n";
   s += "  [[maybe_unused]] ::teemate::Status tm_st;\n";
   for (const Function& f : iface.ocalls) {

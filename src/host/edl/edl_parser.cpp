@@ -133,7 +133,8 @@ bool is_reserved(const std::string& n) {
 
 class Parser {
  public:
-  Parser(std::vector<Token> toks, std::string file) : t_(std::move(toks)), file_(std::move(file)) {}
+  Parser(std::vector<Token> toks, std::string file, bool runtime)
+      : t_(std::move(toks)), file_(std::move(file)), runtime_(runtime) {}
 
   Result<Interface> parse(const std::string& name) {
     Interface iface;
@@ -248,7 +249,7 @@ class Parser {
     const Token& name = peek();
     if (name.kind != Token::kIdent) return err(name, "expected a function name, found '" + name.text + "'");
     f.name = next().text;
-    if (is_reserved(f.name)) {
+    if (reserved(f.name)) {
       return err(name, "function name '" + f.name +
                            "' is reserved (a C/C++ keyword, a name the generated code uses, or a tm_/teemate_/__ prefix)");
     }
@@ -331,7 +332,7 @@ class Parser {
     if (nm.kind != Token::kIdent) return err(nm, fn + ": expected a parameter name, found '" + nm.text + "'");
     p.name = next().text;
     const std::string what = fn + ": parameter '" + p.name + "'";
-    if (is_reserved(p.name)) {
+    if (reserved(p.name)) {
       return err(nm, what + ": the name is reserved (a C/C++ keyword, a name the generated code uses, or a "
                             "tm_/teemate_/__ prefix)");
     }
@@ -397,20 +398,27 @@ class Parser {
     return {};
   }
 
+  bool reserved(const std::string& n) const {
+    if (runtime_ && n.rfind("tm_", 0) == 0 && n.size() > 3) return false;
+    return is_reserved(n);
+  }
+
   std::vector<Token> t_;
   std::string file_;
+  bool runtime_ = false;
   size_t pos_ = 0;
 };
 
 }  // namespace
 
 uint32_t interface_block(const std::string& name) {
+  if (name.rfind("tm_", 0) == 0) return 0;
   uint64_t h = 0xcbf29ce484222325ull;
   for (unsigned char c : name) {
     h ^= c;
     h *= 0x100000001b3ull;
   }
-  return static_cast<uint32_t>(h % kInterfaceBlocks);
+  return 1 + static_cast<uint32_t>(h % (kInterfaceBlocks - 1));
 }
 
 std::string canonical_signature(const Function& f) {
@@ -434,9 +442,12 @@ std::string canonical_signature(const Function& f) {
   return s + ")";
 }
 
-Result<Interface> parse(std::string_view text, const std::string& file, const std::string& name) {
+Result<Interface> parse(std::string_view text, const std::string& file, const std::string& name, bool runtime) {
+  if ((name.rfind("tm_", 0) == 0) != runtime) {
+    return invalid_argument(file + ": interface names starting with tm_ are the runtime's, and only they");
+  }
   TM_ASSIGN_OR_RETURN(std::vector<Token> toks, tokenize(text, file));
-  Parser parser(std::move(toks), file);
+  Parser parser(std::move(toks), file, runtime);
   return parser.parse(name);
 }
 

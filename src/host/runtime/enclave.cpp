@@ -32,6 +32,7 @@
 #include "host/runtime/image_loader.h"
 #include "sgx/measurement.h"
 #include "sgx/sigstruct.h"
+#include "tm_posix_u.h"
 
 namespace teemate {
 
@@ -603,10 +604,13 @@ class EnclaveImpl final : public Enclave {
         {
           std::shared_lock lock(ocall_mu_);
           auto it = ocalls_.find(id);
-          if (it == ocalls_.end()) return abi::kErrUnknownCall;
-          h = it->second;
+          if (it != ocalls_.end()) h = it->second;
         }
-        return h(args);
+        if (h) return h(args);
+        // The runtime's typed OCALLs (common/tm_posix.edl, id block 0), unless
+        // the application serves one itself (as any host may).
+        if (id >= 0x10000 && id < 0x11000) return tm_posix_dispatch_ocall(id, args);
+        return abi::kErrUnknownCall;
       }
     }
   }

@@ -1,0 +1,234 @@
+/* Sockets for enclave programs over the runtime's typed OCALLs
+ * (src/common/tm_posix.edl): socket, bind, listen, accept/accept4,
+ * connect, send/recv (and sendto/recvfrom without an address), read/write
+ * on sockets, poll, shutdown, close, get/setsockopt, getsockname,
+ * getpeername. Every host answer is checked before use: counts within what
+ * was asked, errno values in range, address lengths bounded, and poll gives
+ * back only revents. The data is visible to the host: encrypt it (TLS)
+ * where that matters. Nothing here contains a system call instruction. */
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "runtime.h"
+#include "tm_posix_t.h"
+
+namespace {
+
+constexpr int64_t kMaxErrno = 4095;
+constexpr size_t kMaxAddr = 128;  // sizeof(struct sockaddr_storage)
+constexpr uint64_t kMaxIo = 1u << 20;  // bytes per send/recv OCALL (the call buffer bounds it too)
+
+// The OCALL's status and the host's result, as POSIX: the value, or -1
+// with errno. `max` bounds a non-negative result.
+long long finish(int rc, int64_t r, int64_t max) {
+  if (rc != TM_OK) {
+    errno = rc == TM_ERR_TOO_LARGE ? EMSGSIZE : EIO;
+    return -1;
+  }
+  if (r < 0) {
+    errno = r >= -kMaxErrno ? static_cast<int>(-r) : EIO;  // not an errno: refused
+    return -1;
+  }
+  if (r > max) {
+    errno = EIO;  // more than was asked for: refused
+    return -1;
+  }
+  return r;
+}
+
+bool valid_fd(int fd) {
+  if (fd < 0) {
+    errno = EBADF;
+    return false;
+  }
+  return true;
+}
+
+// Copies an address the host returned back to the caller's buffer, as
+// accept/getsockname do: at most *len bytes, *len set to the full size.
+void give_address(const uint8_t* got, uint32_t got_len, struct sockaddr* addr, socklen_t* len) {
+  if (!addr || !len) return;
+  const size_t n = got_len < *len ? got_len : *len;
+  memcpy(addr, got, n < kMaxAddr ? n : kMaxAddr);
+  *len = got_len;
+}
+
+// Makes the OCALL, then reads its result: never the other way round.
+template <typename F>
+long long host_call(F ocall, int64_t max) {
+  int64_t r = 0;
+  const int rc = ocall(&r);
+  return finish(rc, r, max);
+}
+
+using NameFn = int (*)(int64_t*, int32_t, uint8_t*, uint32_t, uint32_t*);
+int name_call(NameFn fn, int fd, struct sockaddr* addr, socklen_t* len) {
+  if (!valid_fd(fd)) return -1;
+  if (!addr || !len) {
+    errno = EFAULT;
+    return -1;
+  }
+  uint8_t buf[kMaxAddr];
+  uint32_t got = 0;
+  if (host_call([&](int64_t* res) { return fn(res, fd, buf, sizeof buf, &got); }, 0) < 0) return -1;
+  if (got > kMaxAddr) {
+    errno = EIO;
+    return -1;
+  }
+  give_address(buf, got, addr, len);
+  return 0;
+}
+
+}  // namespace
+
+extern "C" {
+
+int socket(int domain, int type, int protocol) {
+  return static_cast<int>(host_call([&](int64_t* res) { return tm_socket(res, domain, type, protocol); }, INT_MAX));
+}
+
+int bind(int fd, const struct sockaddr* addr, socklen_t len) {
+  if (!valid_fd(fd)) return -1;
+  if (!addr || len > kMaxAddr) {
+    errno = addr ? EINVAL : EFAULT;
+    return -1;
+  }
+  return static_cast<int>(host_call([&](int64_t* res) { return tm_bind(res, fd, reinterpret_cast<const uint8_t*>(addr), len); }, 0));
+}
+
+int listen(int fd, int backlog) {
+  if (!valid_fd(fd)) return -1;
+  return static_cast<int>(host_call([&](int64_t* res) { return tm_listen(res, fd, backlog); }, 0));
+}
+
+int accept4(int fd, struct sockaddr* addr, socklen_t* len, int flags) {
+  if (!valid_fd(fd)) return -1;
+  uint8_t buf[kMaxAddr];
+  uint32_t got = 0;
+  const long long nfd = host_call([&](int64_t* res) { return tm_accept4(res, fd, addr ? buf : nullptr, sizeof buf, &got, flags); }, INT_MAX);
+  if (nfd < 0) return -1;
+  if (addr && len) {
+    if (got > kMaxAddr) got = kMaxAddr;
+    give_address(buf, got, addr, len);
+  }
+  return static_cast<int>(nfd);
+}
+int accept(int fd, struct sockaddr* addr, socklen_t* len) { return accept4(fd, addr, len, 0); }
+
+int connect(int fd, const struct sockaddr* addr, socklen_t len) {
+  if (!valid_fd(fd)) return -1;
+  if (!addr || len > kMaxAddr) {
+    errno = addr ? EINVAL : EFAULT;
+    return -1;
+  }
+  return static_cast<int>(host_call([&](int64_t* res) { return tm_connect(res, fd, reinterpret_cast<const uint8_t*>(addr), len); }, 0));
+}
+
+ssize_t send(int fd, const void* buf, size_t len, int flags) {
+  if (!valid_fd(fd)) return -1;
+  if (len > kMaxIo) len = kMaxIo;  // a short write, as POSIX allows
+  return static_cast<ssize_t>(
+      host_call([&](int64_t* res) { return tm_send(res, fd, static_cast<const uint8_t*>(buf), len, flags); }, static_cast<int64_t>(len)));
+}
+
+ssize_t recv(int fd, void* buf, size_t len, int flags) {
+  if (!valid_fd(fd)) return -1;
+  if (len > kMaxIo) len = kMaxIo;
+  return static_cast<ssize_t>(
+      host_call([&](int64_t* res) { return tm_recv(res, fd, static_cast<uint8_t*>(buf), len, flags); }, static_cast<int64_t>(len)));
+}
+
+ssize_t sendto(int fd, const void* buf, size_t len, int flags, const struct sockaddr* addr, socklen_t alen) {
+  if (addr || alen) {
+    errno = EOPNOTSUPP;  // connected sockets only
+    return -1;
+  }
+  return send(fd, buf, len, flags);
+}
+
+ssize_t recvfrom(int fd, void* buf, size_t len, int flags, struct sockaddr* addr, socklen_t* alen) {
+  if (alen) *alen = 0;
+  (void)addr;
+  return recv(fd, buf, len, flags);
+}
+
+ssize_t write(int fd, const void* buf, size_t len) {
+  if (fd == 1 || fd == 2) {
+    if (teemate::trts::host_write(fd, buf, len) != TM_OK) {
+      errno = EIO;
+      return -1;
+    }
+    return static_cast<ssize_t>(len);
+  }
+  return send(fd, buf, len, 0);
+}
+
+ssize_t read(int fd, void* buf, size_t len) { return recv(fd, buf, len, 0); }
+
+int shutdown(int fd, int how) {
+  if (!valid_fd(fd)) return -1;
+  return static_cast<int>(host_call([&](int64_t* res) { return tm_shutdown(res, fd, how); }, 0));
+}
+
+int close(int fd) {
+  if (!valid_fd(fd)) return -1;
+  return static_cast<int>(host_call([&](int64_t* res) { return tm_close(res, fd); }, 0));
+}
+
+int setsockopt(int fd, int level, int name, const void* value, socklen_t len) {
+  if (!valid_fd(fd)) return -1;
+  if (len > 1024) {
+    errno = EINVAL;
+    return -1;
+  }
+  return static_cast<int>(
+      host_call([&](int64_t* res) { return tm_setsockopt(res, fd, level, name, static_cast<const uint8_t*>(value), len); }, 0));
+}
+
+int getsockopt(int fd, int level, int name, void* value, socklen_t* len) {
+  if (!valid_fd(fd)) return -1;
+  if (!value || !len || *len > 1024) {
+    errno = value && len ? EINVAL : EFAULT;
+    return -1;
+  }
+  uint32_t got = 0;
+  if (host_call([&](int64_t* res) { return tm_getsockopt(res, fd, level, name, static_cast<uint8_t*>(value), *len, &got); }, 0) < 0) return -1;
+  if (got > *len) {
+    errno = EIO;  // the host claims more than the buffer it was given
+    return -1;
+  }
+  *len = got;
+  return 0;
+}
+
+int getsockname(int fd, struct sockaddr* addr, socklen_t* len) { return name_call(tm_getsockname, fd, addr, len); }
+int getpeername(int fd, struct sockaddr* addr, socklen_t* len) { return name_call(tm_getpeername, fd, addr, len); }
+
+int poll(struct pollfd* fds, nfds_t nfds, int timeout) {
+  if (nfds > 1024) {
+    errno = EINVAL;
+    return -1;
+  }
+  if (nfds && !fds) {
+    errno = EFAULT;
+    return -1;
+  }
+  struct pollfd copy[1024];
+  memcpy(copy, fds, nfds * sizeof *fds);
+  const long long n = host_call(
+      [&](int64_t* res) { return tm_poll(res, reinterpret_cast<uint8_t*>(copy), nfds * sizeof *fds, timeout); },
+      static_cast<int64_t>(nfds));
+  if (n < 0) return -1;
+  // Only revents come back, limited to what poll can report for what was asked.
+  for (nfds_t i = 0; i < nfds; ++i) {
+    fds[i].revents = static_cast<short>(copy[i].revents & (fds[i].events | POLLERR | POLLHUP | POLLNVAL));
+  }
+  return static_cast<int>(n);
+}
+
+}  // extern "C"
