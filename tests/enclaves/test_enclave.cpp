@@ -8,6 +8,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -664,6 +665,18 @@ int sock_errors(tm_call* c) {
   check(9, close(fd) == -1 && errno == EBADF);
   pollfd none{987654, POLLIN, 0};
   check(10, poll(&none, 1, 0) == 1 && (none.revents & POLLNVAL));
+  // Non-blocking: a recv with nothing to read says EAGAIN instead of waiting.
+  const int nb = socket(AF_INET, SOCK_DGRAM, 0);
+  check(11, nb >= 0 && fcntl(nb, F_SETFL, fcntl(nb, F_GETFL) | O_NONBLOCK) == 0 && (fcntl(nb, F_GETFL) & O_NONBLOCK));
+  sockaddr_in here{};
+  here.sin_family = AF_INET;
+  here.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  check(12, bind(nb, reinterpret_cast<sockaddr*>(&here), sizeof here) == 0);
+  errno = 0;
+  check(13, recv(nb, b, sizeof b, 0) == -1 && (errno == EAGAIN || errno == EWOULDBLOCK));
+  errno = 0;
+  check(14, fcntl(nb, F_SETLK, 0) == -1 && errno == EINVAL);
+  close(nb);
   c->scalars[0] = failed;
   return TM_OK;
 }

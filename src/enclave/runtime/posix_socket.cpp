@@ -2,12 +2,14 @@
  * (src/common/tm_posix.edl): socket, bind, listen, accept/accept4,
  * connect, send/recv (and sendto/recvfrom without an address), read/write
  * on sockets, poll, shutdown, close, get/setsockopt, getsockname,
- * getpeername. Every host answer is checked before use: counts within what
+ * getpeername, and fcntl's descriptor and status flags (O_NONBLOCK). Every host answer is checked before use: counts within what
  * was asked, errno values in range, address lengths bounded, and poll gives
  * back only revents. The data is visible to the host: encrypt it (TLS)
  * where that matters. Nothing here contains a system call instruction. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <poll.h>
 #include <stdint.h>
 #include <string.h>
@@ -208,6 +210,21 @@ int getsockopt(int fd, int level, int name, void* value, socklen_t* len) {
 
 int getsockname(int fd, struct sockaddr* addr, socklen_t* len) { return name_call(tm_getsockname, fd, addr, len); }
 int getpeername(int fd, struct sockaddr* addr, socklen_t* len) { return name_call(tm_getpeername, fd, addr, len); }
+
+int fcntl(int fd, int cmd, ...) {
+  if (!valid_fd(fd)) return -1;
+  long arg = 0;
+  if (cmd == F_SETFD || cmd == F_SETFL) {
+    va_list ap;
+    va_start(ap, cmd);
+    arg = va_arg(ap, long);
+    va_end(ap);
+  } else if (cmd != F_GETFD && cmd != F_GETFL) {
+    errno = EINVAL;  // locks and the rest: not for sockets (files are not available yet)
+    return -1;
+  }
+  return static_cast<int>(host_call([&](int64_t* res) { return tm_fcntl(res, fd, cmd, arg); }, INT_MAX));
+}
 
 int poll(struct pollfd* fds, nfds_t nfds, int timeout) {
   if (nfds > 1024) {

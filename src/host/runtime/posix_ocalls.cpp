@@ -3,6 +3,7 @@
 // returns the result or -errno. Runs on the thread that made the ECALL, so
 // descriptors are that process's. Never interprets the data it moves.
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -57,6 +58,11 @@ int64_t tm_getpeername(int32_t fd, uint8_t* addr, uint32_t cap, uint32_t* addrle
   if (addrlen) *addrlen = l;
   return r;
 }
+int64_t tm_fcntl(int32_t fd, int32_t cmd, int64_t arg) {
+  if (cmd != F_GETFD && cmd != F_SETFD && cmd != F_GETFL && cmd != F_SETFL) return -EINVAL;
+  return result(::fcntl(fd, cmd, static_cast<long>(arg)));
+}
+
 int64_t tm_poll(uint8_t* fds, uint64_t bytes, int32_t timeout_ms) {
   if (bytes % sizeof(pollfd)) return -EINVAL;
   return result(::poll(reinterpret_cast<pollfd*>(fds), bytes / sizeof(pollfd), timeout_ms));
