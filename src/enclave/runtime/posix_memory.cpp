@@ -71,7 +71,7 @@ extern "C" {
 void* mmap(void* addr, size_t length, int prot, int flags, int fd, off_t offset) {
   (void)addr;  // a hint only; MAP_FIXED is refused below
   if (!(flags & MAP_ANONYMOUS)) {
-    errno = ENODEV;  // file mappings: read the file instead
+    errno = fd < 0 ? EBADF : ENODEV;  // file mappings: read the file instead
     return MAP_FAILED;
   }
   if ((flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) || offset != 0 || (fd != -1 && fd != 0) ||
@@ -136,8 +136,15 @@ int __mprotect(void* a, size_t l, int p) { return mprotect(a, l, p); }
 int madvise(void* addr, size_t len, int advice) {
   (void)addr;
   (void)len;
-  (void)advice;
-  return 0;  // advice only
+  switch (advice) {
+    case MADV_NORMAL: case MADV_RANDOM: case MADV_SEQUENTIAL: case MADV_WILLNEED: case MADV_DONTNEED:
+    case MADV_FREE: case MADV_DONTFORK: case MADV_DOFORK: case MADV_HUGEPAGE: case MADV_NOHUGEPAGE:
+    case MADV_DONTDUMP: case MADV_DODUMP:
+      return 0;  // advice only: enclave pages stay as they are
+    default:
+      errno = EINVAL;
+      return -1;
+  }
 }
 int posix_madvise(void* addr, size_t len, int advice) {
   (void)addr;

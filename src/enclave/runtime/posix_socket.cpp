@@ -2,7 +2,10 @@
  * (src/common/tm_posix.edl): socket, bind, listen, accept/accept4,
  * connect, send/recv (and sendto/recvfrom without an address), read/write
  * on sockets, poll, shutdown, close, get/setsockopt, getsockname,
- * getpeername, and fcntl's descriptor and status flags (O_NONBLOCK). Every host answer is checked before use: counts within what
+ * getpeername, and fcntl's descriptor and status flags (O_NONBLOCK).
+ * Only descriptors the enclave opened itself (socket, accept) are usable:
+ * anything else, the host's stdio and its connection to teemated included,
+ * is EBADF, so enclave code cannot close or write into its host's files. Every host answer is checked before use: counts within what
  * was asked, errno values in range, address lengths bounded, and poll gives
  * back only revents. The data is visible to the host: encrypt it (TLS)
  * where that matters. Nothing here contains a system call instruction. */
@@ -12,6 +15,7 @@
 #include <stdarg.h>
 #include <poll.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -23,7 +27,9 @@ namespace {
 
 constexpr int64_t kMaxErrno = 4095;
 constexpr size_t kMaxAddr = 128;  // sizeof(struct sockaddr_storage)
-constexpr uint64_t kMaxIo = 1u << 20;  // bytes per send/recv OCALL (the call buffer bounds it too)
+// Bytes per send/recv OCALL: request and answer must fit the 256 KiB OCALL
+// scratch area; longer transfers return a short count, as POSIX allows.
+constexpr uint64_t kMaxIo = 128u << 10;
 
 // The OCALL's status and the host's result, as POSIX: the value, or -1
 // with errno. `max` bounds a non-negative result.
@@ -44,7 +50,7 @@ long long finish(int rc, int64_t r, int64_t max) {
 }
 
 bool valid_fd(int fd) {
-  if (fd < 0) {
+  if (fd < 0 || !teemate::trts::fd_owned(fd)) {
     errno = EBADF;
     return false;
   }
@@ -90,8 +96,21 @@ int name_call(NameFn fn, int fd, struct sockaddr* addr, socklen_t* len) {
 
 extern "C" {
 
+// Records a descriptor the host just opened for us; without room to record
+// it, closes it again and fails with EMFILE.
+static int adopt(long long fd) {
+  if (fd < 0) return -1;
+  if (!teemate::trts::fd_own(static_cast<int>(fd))) {
+    int64_t ignored = 0;
+    (void)tm_close(&ignored, static_cast<int32_t>(fd));
+    errno = EMFILE;
+    return -1;
+  }
+  return static_cast<int>(fd);
+}
+
 int socket(int domain, int type, int protocol) {
-  return static_cast<int>(host_call([&](int64_t* res) { return tm_socket(res, domain, type, protocol); }, INT_MAX));
+  return adopt(host_call([&](int64_t* res) { return tm_socket(res, domain, type, protocol); }, INT_MAX));
 }
 
 int bind(int fd, const struct sockaddr* addr, socklen_t len) {
@@ -118,7 +137,7 @@ int accept4(int fd, struct sockaddr* addr, socklen_t* len, int flags) {
     if (got > kMaxAddr) got = kMaxAddr;
     give_address(buf, got, addr, len);
   }
-  return static_cast<int>(nfd);
+  return adopt(nfd);
 }
 int accept(int fd, struct sockaddr* addr, socklen_t* len) { return accept4(fd, addr, len, 0); }
 
@@ -140,9 +159,23 @@ ssize_t send(int fd, const void* buf, size_t len, int flags) {
 
 ssize_t recv(int fd, void* buf, size_t len, int flags) {
   if (!valid_fd(fd)) return -1;
+  if (len && !buf) {
+    errno = EFAULT;
+    return -1;
+  }
   if (len > kMaxIo) len = kMaxIo;
-  return static_cast<ssize_t>(
-      host_call([&](int64_t* res) { return tm_recv(res, fd, static_cast<uint8_t*>(buf), len, flags); }, static_cast<int64_t>(len)));
+  // Through a bounce buffer: the stub copies back the whole capacity, and
+  // recv must not write past the bytes it received.
+  uint8_t* bounce = static_cast<uint8_t*>(malloc(len ? len : 1));
+  if (!bounce) {
+    errno = ENOMEM;
+    return -1;
+  }
+  const long long n = host_call([&](int64_t* res) { return tm_recv(res, fd, bounce, len, flags); },
+                                static_cast<int64_t>(len));
+  if (n > 0) memcpy(buf, bounce, static_cast<size_t>(n));
+  free(bounce);
+  return static_cast<ssize_t>(n);
 }
 
 ssize_t sendto(int fd, const void* buf, size_t len, int flags, const struct sockaddr* addr, socklen_t alen) {
@@ -179,7 +212,10 @@ int shutdown(int fd, int how) {
 
 int close(int fd) {
   if (!valid_fd(fd)) return -1;
-  return static_cast<int>(host_call([&](int64_t* res) { return tm_close(res, fd); }, 0));
+  // The descriptor is released whatever the host answers, as POSIX has it.
+  const long long r = host_call([&](int64_t* res) { return tm_close(res, fd); }, 0);
+  teemate::trts::fd_disown(fd);
+  return static_cast<int>(r);
 }
 
 int setsockopt(int fd, int level, int name, const void* value, socklen_t len) {
@@ -194,16 +230,23 @@ int setsockopt(int fd, int level, int name, const void* value, socklen_t len) {
 
 int getsockopt(int fd, int level, int name, void* value, socklen_t* len) {
   if (!valid_fd(fd)) return -1;
-  if (!value || !len || *len > 1024) {
-    errno = value && len ? EINVAL : EFAULT;
+  if (!value || !len) {
+    errno = EFAULT;
     return -1;
   }
+  if (*len > 1024) *len = 1024;  // no option value is longer; the kernel truncates the same way
+  // Through a bounce buffer: the stub returns the whole capacity, and only
+  // the option's own bytes may reach the caller's memory.
+  uint8_t bounce[1024];
   uint32_t got = 0;
-  if (host_call([&](int64_t* res) { return tm_getsockopt(res, fd, level, name, static_cast<uint8_t*>(value), *len, &got); }, 0) < 0) return -1;
+  if (host_call([&](int64_t* res) { return tm_getsockopt(res, fd, level, name, bounce, *len, &got); }, 0) < 0) {
+    return -1;
+  }
   if (got > *len) {
     errno = EIO;  // the host claims more than the buffer it was given
     return -1;
   }
+  memcpy(value, bounce, got);
   *len = got;
   return 0;
 }
@@ -237,15 +280,27 @@ int poll(struct pollfd* fds, nfds_t nfds, int timeout) {
   }
   struct pollfd copy[1024];
   memcpy(copy, fds, nfds * sizeof *fds);
+  // Descriptors that are not ours are POLLNVAL here; the host never sees them.
+  bool foreign[1024];
+  for (nfds_t i = 0; i < nfds; ++i) {
+    foreign[i] = copy[i].fd >= 0 && !teemate::trts::fd_owned(copy[i].fd);
+    if (foreign[i]) copy[i].fd = -1;
+  }
   const long long n = host_call(
       [&](int64_t* res) { return tm_poll(res, reinterpret_cast<uint8_t*>(copy), nfds * sizeof *fds, timeout); },
       static_cast<int64_t>(nfds));
   if (n < 0) return -1;
   // Only revents come back, limited to what poll can report for what was asked.
+  long long ready = n;
   for (nfds_t i = 0; i < nfds; ++i) {
-    fds[i].revents = static_cast<short>(copy[i].revents & (fds[i].events | POLLERR | POLLHUP | POLLNVAL));
+    if (foreign[i]) {
+      fds[i].revents = POLLNVAL;
+      ++ready;
+    } else {
+      fds[i].revents = static_cast<short>(copy[i].revents & (fds[i].events | POLLERR | POLLHUP | POLLNVAL));
+    }
   }
-  return static_cast<int>(n);
+  return static_cast<int>(ready > static_cast<long long>(nfds) ? static_cast<long long>(nfds) : ready);
 }
 
 }  // extern "C"

@@ -114,6 +114,7 @@ time_t time(time_t* out) {
 }
 
 int clock_nanosleep(clockid_t clk, int flags, const struct timespec* req, struct timespec* rem) {
+  if (!req) return EFAULT;
   if (!valid_timespec(req)) return EINVAL;
   uint64_t want = static_cast<uint64_t>(req->tv_sec) > UINT64_MAX / kNsPerSec - 1
                       ? UINT64_MAX

@@ -42,12 +42,14 @@ struct ProcessContext {
   tm_spinlock held_lock;
   tm_mutex* held[kMaxHeldMutexes];  // mutexes it holds or is taking
   uint32_t nheld;
+  FdSet fds;                // host descriptors the enclave opened for this process
 };
 
 namespace {
 
 tm_spinlock g_table_lock = TM_SPINLOCK_INIT;
 ProcessContext g_contexts[kMaxContexts];
+FdSet g_fds;  // threads without a process context (a dedicated enclave)
 
 uint64_t handle_of(const ProcessContext* c) {
   return (uint64_t{c->generation} << 32) | (c->slot + 1);
@@ -339,6 +341,68 @@ void record_exit_status(int status) {
 }  // namespace teemate::trts
 
 using namespace teemate::trts;
+
+// ---- Descriptors the enclave owns ----------------------------------------
+namespace teemate::trts {
+// The calling thread's set and the heap its array lives in: the process's
+// (its arena, gone with it) or the enclave's for context-less threads.
+namespace {
+FdSet& my_fds(Heap** heap) {
+  ThreadData* td = td_or_null();
+  if (td && td->context && td->context->arena_mem) {
+    *heap = &td->context->arena;
+    return td->context->fds;
+  }
+  *heap = &global_heap();
+  return g_fds;
+}
+}  // namespace
+
+bool fd_owned(int fd) {
+  Heap* heap;
+  FdSet& s = my_fds(&heap);
+  tm_spin_lock(&s.lock);
+  bool found = false;
+  for (uint32_t i = 0; i < s.n && !found; ++i) found = s.fds[i] == fd;
+  tm_spin_unlock(&s.lock);
+  return found;
+}
+
+bool fd_own(int fd) {
+  Heap* heap;
+  FdSet& s = my_fds(&heap);
+  tm_spin_lock(&s.lock);
+  bool ok = true;
+  if (s.n == s.cap) {
+    const uint32_t cap = s.cap ? s.cap * 2 : 16;
+    int* grown = static_cast<int*>(heap_alloc(*heap, cap * sizeof(int), 16));
+    if (grown) {
+      if (s.n) memcpy(grown, s.fds, s.n * sizeof(int));
+      if (s.fds) heap_free(*heap, s.fds);
+      s.fds = grown;
+      s.cap = cap;
+    } else {
+      ok = false;
+    }
+  }
+  if (ok) s.fds[s.n++] = fd;
+  tm_spin_unlock(&s.lock);
+  return ok;
+}
+
+void fd_disown(int fd) {
+  Heap* heap;
+  FdSet& s = my_fds(&heap);
+  tm_spin_lock(&s.lock);
+  for (uint32_t i = 0; i < s.n; ++i) {
+    if (s.fds[i] == fd) {
+      s.fds[i] = s.fds[--s.n];
+      break;
+    }
+  }
+  tm_spin_unlock(&s.lock);
+}
+}  // namespace teemate::trts
 
 extern "C" {
 

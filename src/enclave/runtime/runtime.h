@@ -44,6 +44,19 @@ struct EcallState {
   char app_message[abi::kAppMessageMax];
 };
 
+/* Host descriptors the enclave opened (sockets), per process (process.cpp):
+ * the socket calls refuse any other descriptor with EBADF, so enclave code
+ * can never close or use one of its host's own (stdio, the daemon
+ * connection, the enclave's memory). */
+struct FdSet {
+  tm_spinlock lock;
+  int* fds;
+  uint32_t n, cap;
+};
+bool fd_owned(int fd);
+bool fd_own(int fd);  /* false: out of memory */
+void fd_disown(int fd);
+
 /* Range checks against the enclave (overflow-safe). */
 bool within_enclave(uint64_t p, uint64_t n);
 bool outside_enclave(uint64_t p, uint64_t n);

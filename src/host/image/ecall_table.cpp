@@ -45,6 +45,14 @@ Status check_ecall_table(const ElfImage& elf) {
   for (const auto& [id, n] : count) {
     if (n > 1) dups += (dups.empty() ? "" : ", ") + base::hex(id) + " (" + std::to_string(n) + " times)";
   }
+  std::string reserved;
+  for (const auto& [id, n] : count) {
+    if (id < 0x100 || (id >= 0x10000 && id < 0x11000)) reserved += (reserved.empty() ? "" : ", ") + base::hex(id);
+  }
+  if (!reserved.empty()) {
+    return invalid_argument("ECALL ids reserved for the runtime: " + reserved +
+                            " (application ids start at 0x100; typed calls use 0x11000 and up)");
+  }
   if (!dups.empty()) {
     return invalid_argument("ECALL ids registered more than once: " + dups +
                             "; every TM_ECALL (and every typed call of every .edl) needs its own id");

@@ -39,17 +39,26 @@ ElfImage with_table(std::initializer_list<uint32_t> ids, uint64_t stop_adjust = 
 }
 
 TEST(EcallTable, IdsInOrder) {
-  auto ids = ecall_ids(with_table({0x100, 0x10000, 0x10001}));
+  auto ids = ecall_ids(with_table({0x100, 0x11000, 0x11001}));
   ASSERT_TRUE(ids.ok()) << ids.status().message();
-  EXPECT_EQ(*ids, (std::vector<uint32_t>{0x100, 0x10000, 0x10001}));
+  EXPECT_EQ(*ids, (std::vector<uint32_t>{0x100, 0x11000, 0x11001}));
   EXPECT_TRUE(check_ecall_table(with_table({0x100, 0x101})).ok());
 }
 
 TEST(EcallTable, DuplicatesAreNamed) {
-  Status st = check_ecall_table(with_table({0x100, 0x10000, 0x100, 0x10000, 0x10000}));
+  Status st = check_ecall_table(with_table({0x100, 0x11000, 0x100, 0x11000, 0x11000}));
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.message().find("0x100 (2 times)"), std::string::npos) << st.message();
-  EXPECT_NE(st.message().find("0x10000 (3 times)"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("0x11000 (3 times)"), std::string::npos) << st.message();
+}
+
+TEST(EcallTable, RuntimeIdsAreRefused) {
+  Status low = check_ecall_table(with_table({0x100, 0x1}));
+  ASSERT_FALSE(low.ok());
+  EXPECT_NE(low.message().find("reserved for the runtime: 0x1"), std::string::npos) << low.message();
+  EXPECT_FALSE(check_ecall_table(with_table({0x10000})).ok());
+  EXPECT_FALSE(check_ecall_table(with_table({0x10fff})).ok());
+  EXPECT_TRUE(check_ecall_table(with_table({0x11000, 0xffff})).ok());
 }
 
 TEST(EcallTable, MalformedTableAndNoTable) {
