@@ -5,7 +5,8 @@
  * bound to its address, so munmap frees only what mmap returned. Enclave
  * pages keep the permissions they were added with (SGX1): mprotect accepts
  * PROT_NONE/READ/WRITE without changing anything and refuses PROT_EXEC.
- * File mappings are refused (ENODEV). Nothing here calls the host. * Its <sys/...> headers are musl's (the enclave libc, -isystem), never
+ * File mappings are refused (ENODEV). Nothing here calls the host.
+ * Its <sys/...> headers are musl's (the enclave libc, -isystem), never
  * the host's glibc ones: they only declare what this file defines. */
 #include <errno.h>
 #include <stdint.h>

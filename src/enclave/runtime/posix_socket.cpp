@@ -8,7 +8,8 @@
  * is EBADF, so enclave code cannot close or write into its host's files. Every host answer is checked before use: counts within what
  * was asked, errno values in range, address lengths bounded, and poll gives
  * back only revents. The data is visible to the host: encrypt it (TLS)
- * where that matters. Nothing here contains a system call instruction. * Its <sys/...> headers are musl's (the enclave libc, -isystem), never
+ * where that matters. Nothing here contains a system call instruction.
+ * Its <sys/...> headers are musl's (the enclave libc, -isystem), never
  * the host's glibc ones: they only declare what this file defines. */
 #include <errno.h>
 #include <fcntl.h>

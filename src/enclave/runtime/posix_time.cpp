@@ -4,7 +4,8 @@
  * untrusted: it is range-checked, and CLOCK_MONOTONIC never goes back
  * (a host answer earlier than one already given is raised to it).
  * Randomness never comes from the host: RDRAND inside the enclave.
- * Nothing here contains a system call instruction. * Its <sys/...> headers are musl's (the enclave libc, -isystem), never
+ * Nothing here contains a system call instruction.
+ * Its <sys/...> headers are musl's (the enclave libc, -isystem), never
  * the host's glibc ones: they only declare what this file defines. */
 #include <errno.h>
 #include <stdint.h>
