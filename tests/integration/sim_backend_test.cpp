@@ -279,6 +279,71 @@ TEST_F(SimBackendTest, AThreadKilledRightAfterEenterIsRecovered) {
   munmap(c, static_cast<size_t>(cst.st_size));
 }
 
+// Found by CI (a hang of ProcessKilledInsideAnEcallIsRecovered): a process
+// killed inside the enclave's very first ECALL, while its thread ran the
+// runtime's one-time set-up, left that set-up "running" for ever, so the
+// recovery of its TCS, and every later entry, spun. Made by hand: the set-up
+// word says TCS 0 is running it, and TCS 0 is busy with a thread that is
+// gone. The recovery runs in a child so that a regression fails, not hangs.
+TEST_F(SimBackendTest, AThreadKilledDuringTheFirstSetUpIsRecovered) {
+  auto b = build(*img_, params_of(img_->layout));
+  ASSERT_TRUE(b.ok());
+  ASSERT_TRUE(b->enclave->init(img_->file.sigstruct).ok());
+  host::BackendEnclave& e = *b->enclave;
+  const image::ElfSymbol* state = nullptr;
+  for (const auto& s : img_->elf.symbols()) {
+    if (s.name.find("g_init_state") != std::string::npos) state = &s;
+  }
+  ASSERT_NE(state, nullptr) << "the test enclave's runtime has no g_init_state symbol";
+  pid_t gone = fork();
+  ASSERT_GE(gone, 0);
+  if (gone == 0) _exit(0);
+  waitpid(gone, nullptr, 0);
+  auto h = e.export_handles();
+  ASSERT_TRUE(h.ok());
+  struct stat cst {}, ns {};
+  ASSERT_EQ(fstat(h->fds[1], &cst), 0);
+  ASSERT_EQ(stat("/proc/self/ns/pid", &ns), 0);
+  const off_t page = static_cast<off_t>(state->value & ~uint64_t{4095});
+  void* m = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, h->fds[0], page);
+  ASSERT_NE(m, MAP_FAILED);
+  const uint64_t tcs0 = e.tcs_address(0);
+  auto* word = reinterpret_cast<uint64_t*>(static_cast<uint8_t*>(m) + (state->value & 4095));
+  ASSERT_EQ(*word, 0u) << "the enclave ran its set-up before the test";
+  *word = tcs0 | 1;
+  void* c = mmap(nullptr, static_cast<size_t>(cst.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, h->fds[1], 0);
+  ASSERT_NE(c, MAP_FAILED);
+  auto* hd = static_cast<host::sim::SimControlHeader*>(c);
+  auto* tcs = reinterpret_cast<host::sim::SimTcs*>(static_cast<uint8_t*>(c) + hd->tcs_offset);
+  tcs[0].busy.store(static_cast<uint32_t>(gone));
+  tcs[0].holder_pidns.store(ns.st_ino);
+  pid_t rec = fork();
+  ASSERT_GE(rec, 0);
+  if (rec == 0) {
+    if (recover(e, 0) != abi::kExitReturn) _exit(2);
+    host::EnterContext after{};
+    if (raw_ecall(e, tcs0, kEcallAdd, &after) != abi::kExitReturn) _exit(3);
+    if (raw_ecall(e, e.tcs_address(1), kEcallAdd, &after) != abi::kExitReturn) _exit(4);
+    _exit(0);
+  }
+  int wst = 0;
+  pid_t done = 0;
+  for (int i = 0; i < 600 && done == 0; ++i) {
+    done = waitpid(rec, &wst, WNOHANG);
+    if (done == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (done == 0) {
+    kill(rec, SIGKILL);
+    waitpid(rec, nullptr, 0);
+    FAIL() << "the recovery of the set-up's TCS hung";
+  }
+  ASSERT_TRUE(WIFEXITED(wst));
+  EXPECT_EQ(WEXITSTATUS(wst), 0) << "2: recovery failed, 3/4: the next ECALL failed";
+  EXPECT_EQ(*word, 2u) << "the set-up was not completed by the recovery";
+  munmap(c, static_cast<size_t>(cst.st_size));
+  munmap(m, 4096);
+}
+
 TEST_F(SimBackendTest, ProcessKilledDuringAnOcallIsRecovered) {
   auto b = build(*img_, params_of(img_->layout));
   ASSERT_TRUE(b.ok());

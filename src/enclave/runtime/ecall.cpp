@@ -141,7 +141,7 @@ extern "C" int tm_app_errorf(int32_t code, const char* format, ...) {
 extern "C" int64_t teemate_late_thread_init(uint64_t tcs) {
   ThreadData* td;
   __asm__ volatile("rdgsbase %0" : "=r"(td));
-  if (!global_init()) return 0;
+  if (!global_init(tcs, true)) return 0;
   if (!td->initialized) thread_init(td, tcs);
   return 1;
 }
@@ -150,7 +150,7 @@ extern "C" int64_t teemate_ecall_entry(uint64_t reason, uint64_t frame_addr, uin
   ThreadData* td;
   __asm__ volatile("rdgsbase %0" : "=r"(td));
   if (!td->initialized) {
-    if (!global_init()) return abi::kErrState;
+    if (!global_init(tcs, false)) return abi::kErrState;
     thread_init(td, tcs);
   }
   if (reason != abi::kEntryEcall) return abi::kErrInvalid;

@@ -17,7 +17,12 @@ namespace teemate::trts {
 namespace {
 
 EnclaveGlobals g_globals;         /* written once under g_init_state */
-uint32_t g_init_state = 0;        /* 0 none, 1 running, 2 done, 3 failed */
+/* 0 none, 2 done, 4 failed; while running, the initialising thread's TCS
+ * address with bit 0 set (TCS addresses are page-aligned), so that the
+ * recovery of that TCS knows the initialiser died and may take over. */
+uint64_t g_init_state = 0;
+constexpr uint64_t kInitDone = 2;
+constexpr uint64_t kInitFailed = 4;
 
 void relocate(uint64_t base) {
   uint64_t rela = 0, relasz = 0, relaent = sizeof(Elf64_Rela);
@@ -51,28 +56,36 @@ uint64_t rdrand64_or_zero() {
   return 0;
 }
 
-bool global_init() {
-  uint32_t expected = 0;
-  if (__atomic_compare_exchange_n(&g_init_state, &expected, 1, false, __ATOMIC_ACQUIRE,
-                                  __ATOMIC_ACQUIRE)) {
+bool global_init(uint64_t tcs, bool recovering) {
+  const uint64_t mine = tcs | 1;
+  uint64_t expected = 0;
+  bool owner = __atomic_compare_exchange_n(&g_init_state, &expected, mine, false, __ATOMIC_ACQUIRE,
+                                           __ATOMIC_ACQUIRE);
+  // Found by CI: a process killed inside the first ECALL, while its thread
+  // ran this set-up, left the state "running" for ever, and every later
+  // entry (the recovery of that very TCS included) spun here. The recovery
+  // of the initialiser's TCS redoes the work: relocation writes base+addend
+  // (idempotent) and no thread can have used the heap before it was set up.
+  if (!owner && recovering && expected == mine) owner = true;
+  if (owner) {
     const uint64_t base = reinterpret_cast<uint64_t>(__ehdr_start);
     relocate(base);
     const auto* meta = reinterpret_cast<const abi::EnclaveMeta*>(base + page_up(
         reinterpret_cast<uint64_t>(_end) - base));
     if (meta->magic != abi::kMetaMagic || meta->abi_version != abi::kAbiVersion) {
-      __atomic_store_n(&g_init_state, 3, __ATOMIC_RELEASE);
+      __atomic_store_n(&g_init_state, kInitFailed, __ATOMIC_RELEASE);
       return false;
     }
     g_globals.base = base;
     g_globals.size = meta->enclave_size;
     g_globals.meta = meta;
     heap_init(reinterpret_cast<void*>(base + meta->heap_offset), meta->heap_size);
-    __atomic_store_n(&g_init_state, 2, __ATOMIC_RELEASE);
+    __atomic_store_n(&g_init_state, kInitDone, __ATOMIC_RELEASE);
     return true;
   }
-  uint32_t s;
-  while ((s = __atomic_load_n(&g_init_state, __ATOMIC_ACQUIRE)) == 1) __builtin_ia32_pause();
-  return s == 2;
+  uint64_t s;
+  while ((s = __atomic_load_n(&g_init_state, __ATOMIC_ACQUIRE)) & 1) __builtin_ia32_pause();
+  return s == kInitDone;
 }
 
 extern "C" const char __c_locale[];

@@ -22,8 +22,11 @@ struct EnclaveGlobals {
 const EnclaveGlobals& globals();
 
 /* Relocates the image, initialises the heap; safe to call from any number of
- * threads at once (one does the work, the others wait). False on failure. */
-bool global_init();
+ * threads at once (one does the work, the others wait). `tcs` is the
+ * caller's TCS; `recovering` is true only on the recovery of a TCS whose
+ * thread died, which takes over a set-up that thread left unfinished.
+ * False on failure. */
+bool global_init(uint64_t tcs, bool recovering);
 void thread_init(ThreadData* td, uint64_t tcs);
 
 /* One ECALL in progress on this TCS (lives on the enclave stack). */
