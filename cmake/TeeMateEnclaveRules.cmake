@@ -10,7 +10,11 @@
 #     CONFIG  enclave.toml
 #     [KEY    signing-key.pem]   # default: a development key made once per build tree
 #     [EDL    iface.edl ...]     # typed calls: adds the generated enclave side
-#     [LIBS   extra enclave libraries ...])
+#     [LIBS   extra enclave libraries ...]
+#     [TRUSTED_FILES files ...])  # under trusted [[mount]]s: repack when they change
+#
+# pack runs in the directory of CONFIG, so relative [[mount]] host paths
+# (and the trusted files hashed into the image) are taken from there.
 #
 #   teemate_edl_host(TARGET host_target EDL iface.edl ...)
 #     adds the generated host side (iface_u.h, iface_u.cpp) to a host target,
@@ -133,7 +137,7 @@ function(teemate_edl_host)
 endfunction()
 
 function(teemate_add_enclave name)
-  cmake_parse_arguments(E "" "CONFIG;KEY" "SOURCES;LIBS;EDL" ${ARGN})
+  cmake_parse_arguments(E "" "CONFIG;KEY" "SOURCES;LIBS;EDL;TRUSTED_FILES" ${ARGN})
   if(NOT E_CONFIG)
     message(FATAL_ERROR "teemate_add_enclave(${name}): CONFIG enclave.toml is required")
   endif()
@@ -183,10 +187,14 @@ function(teemate_add_enclave name)
   endif()
   set(unsigned ${TEEMATE_ENCLAVE_DIR}/${name}.unsigned.tme)
   set(image ${TEEMATE_ENCLAVE_DIR}/${name}.tme)
+  # pack runs in the config's directory: relative [[mount]] host paths
+  # (trusted files are hashed now) are taken from there.
+  get_filename_component(config_dir ${config} DIRECTORY)
   add_custom_command(OUTPUT ${image}
     COMMAND ${TEEMATE_SDK_TOOL} pack --config ${config} --elf $<TARGET_FILE:${elf}> -o ${unsigned}
     COMMAND ${TEEMATE_SDK_TOOL} sign --key ${E_KEY} -o ${image} ${unsigned}
-    DEPENDS ${elf} ${config} ${TEEMATE_SDK_TOOL} ${E_KEY}
+    DEPENDS ${elf} ${config} ${TEEMATE_SDK_TOOL} ${E_KEY} ${E_TRUSTED_FILES}
+    WORKING_DIRECTORY ${config_dir}
     COMMENT "Packing and signing enclave image ${name}.tme")
   add_custom_target(${name}_enclave ALL DEPENDS ${image})
   if(E_KEY STREQUAL TEEMATE_DEV_KEY)

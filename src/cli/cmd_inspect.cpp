@@ -36,6 +36,22 @@ std::string perms(uint64_t flags) {
   return s;
 }
 
+nlohmann::json mounts_json(const image::MountManifest& m) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const image::MountSpec& s : m.mounts) {
+    nlohmann::json files = nlohmann::json::array();
+    for (const image::TrustedFileDigest& f : m.files) {
+      if (f.path == s.path || f.path.starts_with(s.path == "/" ? s.path : s.path + "/")) {
+        files.push_back({{"path", f.path}, {"size", f.size}, {"sha256", sgx::to_hex(f.sha256)}});
+      }
+    }
+    nlohmann::json j{{"path", s.path}, {"host", s.host}, {"type", image::mount_type_name(s.type)}};
+    if (s.type == abi::kMountTrusted) j["files"] = std::move(files);
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
 nlohmann::json config_json(const image::EnclaveConfig& c) {
   return nlohmann::json{
       {"heap_size", c.heap_size},
@@ -53,6 +69,7 @@ nlohmann::json config_json(const image::EnclaveConfig& c) {
       {"xfrm", hex(c.xfrm)},
       {"xfrm_mask", hex(c.xfrm_mask)},
       {"max_call_buffer", c.max_call_buffer},
+      {"mounts", mounts_json(c.manifest)},
   };
 }
 
@@ -167,6 +184,10 @@ Status print_text(const std::string& path, const image::LoadedImage& img) {
   std::printf("  xfrm             %s\n", hex(c.xfrm).c_str());
   std::printf("  xfrm_mask        %s\n", hex(c.xfrm_mask).c_str());
   std::printf("  max_call_buffer  %llu\n", static_cast<unsigned long long>(c.max_call_buffer));
+  for (const image::MountSpec& s : c.manifest.mounts) {
+    std::printf("  mount            %s <- %s (%s)\n", s.path.c_str(), s.host.c_str(), image::mount_type_name(s.type));
+  }
+  if (!c.manifest.files.empty()) std::printf("  trusted files    %zu\n", c.manifest.files.size());
   std::printf("\nlayout (EADD order; guard pages are not added)\n");
   std::printf("  %-12s %-14s %8s  %-5s %-8s %s\n", "kind", "offset", "pages", "perms", "measured",
               "thread");

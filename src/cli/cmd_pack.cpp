@@ -29,6 +29,8 @@ Status run_pack(const PackOptions& o) {
                       image::parse_config_toml(std::string_view(reinterpret_cast<const char*>(toml.data()),
                                                                 toml.size()),
                                                o.config));
+  Status hashed = image::hash_trusted_files(&config.manifest);
+  if (!hashed.ok()) return hashed.with_context(o.config);
   TM_ASSIGN_OR_RETURN(std::vector<uint8_t> elf_bytes, image::read_file(o.elf, image::kMaxImageFileSize));
   auto shared = std::make_shared<const std::vector<uint8_t>>(std::move(elf_bytes));
   TM_ASSIGN_OR_RETURN(image::ElfImage elf, image::ElfImage::parse(shared, o.elf));
@@ -42,9 +44,13 @@ Status run_pack(const PackOptions& o) {
   file.config = config;
   file.elf_bytes = shared;
   TM_RETURN_IF_ERROR(image::write_image_file(o.out, file));
-  std::printf("%s: unsigned image, enclave size %llu KiB, %llu pages, %u TCS (next: teemate sign)\n",
-              o.out.c_str(), static_cast<unsigned long long>(layout->size() >> 10),
+  std::printf("%s: unsigned image, enclave size %llu KiB, %llu pages, %u TCS", o.out.c_str(),
+              static_cast<unsigned long long>(layout->size() >> 10),
               static_cast<unsigned long long>(layout->total_pages()), config.tcs_count);
+  if (!config.manifest.mounts.empty()) {
+    std::printf(", %zu mounts, %zu trusted files", config.manifest.mounts.size(), config.manifest.files.size());
+  }
+  std::printf(" (next: teemate sign)\n");
   return flush_stdout();
 }
 
@@ -64,7 +70,10 @@ void register_pack(CLI::App& app) {
       "only R_X86_64_RELATIVE relocations, no TLS and no W+X segment. The configuration is\n"
       "checked key by key, the page layout is computed (so an enclave that would exceed 64 GiB is\n"
       "refused here) and the code is scanned for syscall, sysenter and int 0x80, which enclave\n"
-      "code may not contain. See docs/enclave-image.md for the TOML keys.",
+      "code may not contain. Each [[mount]] table of type \"trusted\" is hashed now: every regular\n"
+      "file under its host path (relative paths are taken from the working directory) gets its\n"
+      "SHA-256 in the measured manifest, and the enclave refuses any other content at run time.\n"
+      "See docs/enclave-image.md for the TOML keys and docs/enclave-files.md for mounts.",
       "teemate pack --config enclave.toml --elf hello.elf -o hello.tme"));
   cmd->callback([o] { report("pack", run_pack(*o)); });
 }

@@ -54,7 +54,11 @@ struct EnclaveMeta {
   uint32_t config_record_size;
   uint32_t reserved0;
   uint8_t config_record[256];
-  uint8_t reserved[4096 - 128 - 256];
+  // The mount manifest (mount_manifest_abi.h): measured read-only pages
+  // right after this one; both zero when enclave.toml has no [[mount]].
+  uint64_t manifest_offset;
+  uint64_t manifest_size;  // bytes
+  uint8_t reserved[4096 - 128 - 256 - 16];
 };
 static_assert(sizeof(EnclaveMeta) == 4096);
 inline constexpr uint64_t kExceptionStackPages = 2;

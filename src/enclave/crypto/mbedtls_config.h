@@ -25,6 +25,7 @@
 #define MBEDTLS_CIPHER_C
 #define MBEDTLS_GCM_C
 #define MBEDTLS_CMAC_C /* AES-128-CMAC: the MAC of SGX REPORTs */
+#define MBEDTLS_SHA256_C /* trusted files (posix_file.cpp) */
 
 #include "mbedtls/check_config.h"
 

@@ -3,6 +3,8 @@
  * connect, send/recv (and sendto/recvfrom without an address), read/write
  * on sockets, poll, shutdown, close, get/setsockopt, getsockname,
  * getpeername, and fcntl's descriptor and status flags (O_NONBLOCK).
+ * read, write, close and fcntl are posix_file.cpp's, which hands sockets
+ * to the functions at the end of this file.
  * Only descriptors the enclave opened itself (socket, accept) are usable:
  * anything else, the host's stdio and its connection to teemated included,
  * is EBADF, so enclave code cannot close or write into its host's files. Every host answer is checked before use: counts within what
@@ -22,34 +24,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "posix_call.h"
 #include "runtime.h"
 #include "tm_posix_t.h"
 
 namespace {
 
-constexpr int64_t kMaxErrno = 4095;
+using teemate::trts::host_call;
+using teemate::trts::kMaxIo;
 constexpr size_t kMaxAddr = 128;  // sizeof(struct sockaddr_storage)
-// Bytes per send/recv OCALL: request and answer must fit the 256 KiB OCALL
-// scratch area; longer transfers return a short count, as POSIX allows.
-constexpr uint64_t kMaxIo = 128u << 10;
-
-// The OCALL's status and the host's result, as POSIX: the value, or -1
-// with errno. `max` bounds a non-negative result.
-long long finish(int rc, int64_t r, int64_t max) {
-  if (rc != TM_OK) {
-    errno = rc == TM_ERR_TOO_LARGE ? EMSGSIZE : EIO;
-    return -1;
-  }
-  if (r < 0) {
-    errno = r >= -kMaxErrno ? static_cast<int>(-r) : EIO;  // not an errno: refused
-    return -1;
-  }
-  if (r > max) {
-    errno = EIO;  // more than was asked for: refused
-    return -1;
-  }
-  return r;
-}
 
 bool valid_fd(int fd) {
   if (fd < 0 || !teemate::trts::fd_owned(fd)) {
@@ -66,14 +49,6 @@ void give_address(const uint8_t* got, uint32_t got_len, struct sockaddr* addr, s
   const size_t n = got_len < *len ? got_len : *len;
   memcpy(addr, got, n < kMaxAddr ? n : kMaxAddr);
   *len = got_len;
-}
-
-// Makes the OCALL, then reads its result: never the other way round.
-template <typename F>
-long long host_call(F ocall, int64_t max) {
-  int64_t r = 0;
-  const int rc = ocall(&r);
-  return finish(rc, r, max);
 }
 
 using NameFn = int (*)(int64_t*, int32_t, uint8_t*, uint32_t, uint32_t*);
@@ -194,31 +169,12 @@ ssize_t recvfrom(int fd, void* buf, size_t len, int flags, struct sockaddr* addr
   return recv(fd, buf, len, flags);
 }
 
-ssize_t write(int fd, const void* buf, size_t len) {
-  if (fd == 1 || fd == 2) {
-    if (teemate::trts::host_write(fd, buf, len) != TM_OK) {
-      errno = EIO;
-      return -1;
-    }
-    return static_cast<ssize_t>(len);
-  }
-  return send(fd, buf, len, 0);
-}
-
-ssize_t read(int fd, void* buf, size_t len) { return recv(fd, buf, len, 0); }
 
 int shutdown(int fd, int how) {
   if (!valid_fd(fd)) return -1;
   return static_cast<int>(host_call([&](int64_t* res) { return tm_shutdown(res, fd, how); }, 0));
 }
 
-int close(int fd) {
-  if (!valid_fd(fd)) return -1;
-  // The descriptor is released whatever the host answers, as POSIX has it.
-  const long long r = host_call([&](int64_t* res) { return tm_close(res, fd); }, 0);
-  teemate::trts::fd_disown(fd);
-  return static_cast<int>(r);
-}
 
 int setsockopt(int fd, int level, int name, const void* value, socklen_t len) {
   if (!valid_fd(fd)) return -1;
@@ -256,20 +212,6 @@ int getsockopt(int fd, int level, int name, void* value, socklen_t* len) {
 int getsockname(int fd, struct sockaddr* addr, socklen_t* len) { return name_call(tm_getsockname, fd, addr, len); }
 int getpeername(int fd, struct sockaddr* addr, socklen_t* len) { return name_call(tm_getpeername, fd, addr, len); }
 
-int fcntl(int fd, int cmd, ...) {
-  if (!valid_fd(fd)) return -1;
-  long arg = 0;
-  if (cmd == F_SETFD || cmd == F_SETFL) {
-    va_list ap;
-    va_start(ap, cmd);
-    arg = va_arg(ap, long);
-    va_end(ap);
-  } else if (cmd != F_GETFD && cmd != F_GETFL) {
-    errno = EINVAL;  // locks and the rest: not for sockets (files are not available yet)
-    return -1;
-  }
-  return static_cast<int>(host_call([&](int64_t* res) { return tm_fcntl(res, fd, cmd, arg); }, INT_MAX));
-}
 
 int poll(struct pollfd* fds, nfds_t nfds, int timeout) {
   if (nfds > 1024) {
@@ -306,3 +248,38 @@ int poll(struct pollfd* fds, nfds_t nfds, int timeout) {
 }
 
 }  // extern "C"
+
+// ---- for the descriptor calls of posix_file.cpp ---------------------------
+namespace teemate::trts {
+
+long long socket_write(int fd, const void* buf, size_t len) {
+  if (fd == 1 || fd == 2) {
+    if (host_write(fd, buf, len) != TM_OK) {
+      errno = EIO;
+      return -1;
+    }
+    return static_cast<long long>(len);
+  }
+  return send(fd, buf, len, 0);
+}
+
+long long socket_read(int fd, void* buf, size_t len) { return recv(fd, buf, len, 0); }
+
+int socket_close(int fd) {
+  if (!valid_fd(fd)) return -1;
+  // The descriptor is released whatever the host answers, as POSIX has it.
+  const long long r = host_call([&](int64_t* res) { return tm_close(res, fd); }, 0);
+  fd_disown(fd);
+  return static_cast<int>(r);
+}
+
+int descriptor_fcntl(int fd, int cmd, long arg) {
+  if (!valid_fd(fd)) return -1;
+  if (cmd != F_GETFD && cmd != F_SETFD && cmd != F_GETFL && cmd != F_SETFL) {
+    errno = EINVAL;
+    return -1;
+  }
+  return static_cast<int>(host_call([&](int64_t* res) { return tm_fcntl(res, fd, cmd, arg); }, INT_MAX));
+}
+
+}  // namespace teemate::trts

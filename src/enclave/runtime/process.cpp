@@ -358,26 +358,33 @@ FdSet& my_fds(Heap** heap) {
 }
 }  // namespace
 
-bool fd_owned(int fd) {
+bool fd_lookup(int fd, void** file) {
   Heap* heap;
   FdSet& s = my_fds(&heap);
   tm_spin_lock(&s.lock);
   bool found = false;
-  for (uint32_t i = 0; i < s.n && !found; ++i) found = s.fds[i] == fd;
+  for (uint32_t i = 0; i < s.n && !found; ++i) {
+    if (s.fds[i].fd == fd) {
+      found = true;
+      if (file) *file = s.fds[i].file;
+    }
+  }
   tm_spin_unlock(&s.lock);
   return found;
 }
 
-bool fd_own(int fd) {
+bool fd_owned(int fd) { return fd_lookup(fd, nullptr); }
+
+bool fd_own(int fd, void* file) {
   Heap* heap;
   FdSet& s = my_fds(&heap);
   tm_spin_lock(&s.lock);
   bool ok = true;
   if (s.n == s.cap) {
     const uint32_t cap = s.cap ? s.cap * 2 : 16;
-    int* grown = static_cast<int*>(heap_alloc(*heap, cap * sizeof(int), 16));
+    auto* grown = static_cast<FdEntry*>(heap_alloc(*heap, cap * sizeof(FdEntry), 16));
     if (grown) {
-      if (s.n) memcpy(grown, s.fds, s.n * sizeof(int));
+      if (s.n) memcpy(grown, s.fds, s.n * sizeof(FdEntry));
       if (s.fds) heap_free(*heap, s.fds);
       s.fds = grown;
       s.cap = cap;
@@ -385,22 +392,25 @@ bool fd_own(int fd) {
       ok = false;
     }
   }
-  if (ok) s.fds[s.n++] = fd;
+  if (ok) s.fds[s.n++] = FdEntry{fd, file};
   tm_spin_unlock(&s.lock);
   return ok;
 }
 
-void fd_disown(int fd) {
+void* fd_disown(int fd) {
   Heap* heap;
   FdSet& s = my_fds(&heap);
+  void* file = nullptr;
   tm_spin_lock(&s.lock);
   for (uint32_t i = 0; i < s.n; ++i) {
-    if (s.fds[i] == fd) {
+    if (s.fds[i].fd == fd) {
+      file = s.fds[i].file;
       s.fds[i] = s.fds[--s.n];
       break;
     }
   }
   tm_spin_unlock(&s.lock);
+  return file;
 }
 }  // namespace teemate::trts
 

@@ -47,18 +47,32 @@ struct EcallState {
   char app_message[abi::kAppMessageMax];
 };
 
-/* Host descriptors the enclave opened (sockets), per process (process.cpp):
- * the socket calls refuse any other descriptor with EBADF, so enclave code
- * can never close or use one of its host's own (stdio, the daemon
- * connection, the enclave's memory). */
+/* Host descriptors the enclave opened (sockets, files), per process
+ * (process.cpp): the POSIX calls refuse any other descriptor with EBADF, so
+ * enclave code can never close or use one of its host's own (stdio, the
+ * daemon connection, the enclave's memory). A file's descriptor carries its
+ * enclave-side state (posix_file.cpp), allocated from the same heap. */
+struct FdEntry {
+  int fd;
+  void* file;  /* OpenFile*, or null for a socket */
+};
 struct FdSet {
   tm_spinlock lock;
-  int* fds;
+  FdEntry* fds;
   uint32_t n, cap;
 };
 bool fd_owned(int fd);
-bool fd_own(int fd);  /* false: out of memory */
-void fd_disown(int fd);
+bool fd_own(int fd, void* file = nullptr);  /* false: out of memory */
+/* The file state recorded with `fd` (null for a socket); false if not owned. */
+bool fd_lookup(int fd, void** file);
+/* Forgets `fd`; returns its file state (null for a socket or unknown fd). */
+void* fd_disown(int fd);
+
+/* Sockets (posix_socket.cpp), for the descriptor calls of posix_file.cpp. */
+long long socket_read(int fd, void* buf, size_t len);
+long long socket_write(int fd, const void* buf, size_t len);
+int socket_close(int fd);
+int descriptor_fcntl(int fd, int cmd, long arg);  /* F_GETFD/F_SETFD/F_GETFL/F_SETFL */
 
 /* Range checks against the enclave (overflow-safe). */
 bool within_enclave(uint64_t p, uint64_t n);

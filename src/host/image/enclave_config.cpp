@@ -215,6 +215,47 @@ Status parse_enclave_table(const toml::table& table, EnclaveConfig* config) {
   return Status::ok_status();
 }
 
+// [[mount]] tables: path, host, type; nothing else.
+Status parse_mounts(const toml::node& node, MountManifest* manifest) {
+  const toml::array* arr = node.as_array();
+  if (arr == nullptr) return invalid_argument("'mount' must be an array of tables ([[mount]])");
+  for (size_t i = 0; i < arr->size(); ++i) {
+    const std::string at = "mount[" + std::to_string(i) + "]";
+    const toml::table* t = (*arr)[i].as_table();
+    if (t == nullptr) return invalid_argument(at + " must be a table ([[mount]])");
+    MountSpec spec;
+    bool have_path = false, have_host = false, have_type = false;
+    for (auto&& [k, v] : *t) {
+      const std::string_view key = k.str();
+      const auto* str = v.as_string();
+      if (key != "path" && key != "host" && key != "type") {
+        return invalid_argument("unknown key '" + std::string(key) + "' in " + at +
+                                " (allowed: path, host, type)");
+      }
+      if (str == nullptr) return invalid_argument(at + "." + std::string(key) + " must be a string");
+      if (key == "path") {
+        spec.path = str->get();
+        have_path = true;
+      } else if (key == "host") {
+        spec.host = str->get();
+        have_host = true;
+      } else {
+        const std::string& ty = str->get();
+        if (ty == "trusted") spec.type = abi::kMountTrusted;
+        else if (ty == "protected") spec.type = abi::kMountProtected;
+        else if (ty == "untrusted") spec.type = abi::kMountUntrusted;
+        else return invalid_argument(at + ".type = \"" + ty + "\" is not trusted, protected or untrusted");
+        have_type = true;
+      }
+    }
+    if (!have_path) return invalid_argument(at + " has no path (the directory inside the enclave, e.g. \"/data\")");
+    if (!have_host) return invalid_argument(at + " has no host (the directory on the host)");
+    if (!have_type) return invalid_argument(at + " has no type (trusted, protected or untrusted)");
+    manifest->mounts.push_back(std::move(spec));
+  }
+  return normalize_and_check(manifest);
+}
+
 // ---- binary record --------------------------------------------------------
 
 constexpr uint8_t kRecordMagic[8] = {'T', 'M', 'C', 'O', 'N', 'F', 'I', 'G'};
@@ -235,6 +276,9 @@ constexpr size_t kRecordSize = 128;
 
 Status validate_config(const EnclaveConfig& c) {
   for (const Field& f : kFields) TM_RETURN_IF_ERROR(check_field(f, f.get(c)));
+  MountManifest sorted = c.manifest;
+  TM_RETURN_IF_ERROR(normalize_and_check(&sorted));
+  if (!(sorted == c.manifest)) return invalid_argument("the mount manifest is not sorted");
   if (c.attributes & 1ull) {
     return invalid_argument("enclave.attributes = " + format_value(c.attributes, Style::kHex) +
                             " sets INIT (bit 0), which only EINIT may set");
@@ -286,9 +330,14 @@ Result<EnclaveConfig> parse_config_toml(std::string_view text, const std::string
   }
   EnclaveConfig config;
   for (auto&& [k, node] : root) {
+    if (k.str() == "mount") {
+      Status st = parse_mounts(node, &config.manifest);
+      if (!st.ok()) return st.with_context(source_name);
+      continue;
+    }
     if (k.str() != "enclave") {
       return invalid_argument(source_name + ": unknown key '" + std::string(k.str()) +
-                              "' (only the [enclave] table is allowed)");
+                              "' (only the [enclave] table and [[mount]] tables are allowed)");
     }
     const toml::table* table = node.as_table();
     if (table == nullptr) return invalid_argument(source_name + ": 'enclave' must be a table");

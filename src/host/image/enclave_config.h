@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "host/image/mount_manifest.h"
 #include "teemate/status.h"
 
 namespace teemate::image {
@@ -30,6 +31,9 @@ struct EnclaveConfig {
   uint64_t xfrm = 0x3;
   uint64_t xfrm_mask = 0;            // SIGSTRUCT ATTRIBUTEMASK.XFRM
   uint64_t max_call_buffer = 64u << 20;  // largest ECALL/OCALL buffer, [4 KiB, 1 GiB]
+  // [[mount]] tables and, once packed, the trusted files' digests: measured
+  // in their own pages (not in the fixed 128-byte record).
+  MountManifest manifest;
 
   bool operator==(const EnclaveConfig&) const = default;
 };

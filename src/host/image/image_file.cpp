@@ -49,9 +49,10 @@ Status parse_into(std::span<const uint8_t> bytes, ImageFile* out) {
   }
   const uint8_t* h = bytes.data();
   if (memcmp(h, kImageMagic, 7) != 0) return corrupt("not a TeeMate image (bad magic)");
-  if (h[7] != kImageMagic[7] || get32(h + 8) != kImageFormatVersion) {
-    return unsupported("image format version " + std::to_string(get32(h + 8)) + " (magic byte " +
-                       std::to_string(h[7]) + ") is not supported; this teemate reads version " +
+  const uint32_t version = get32(h + 8);
+  if (h[7] != kImageMagic[7] || version < 1 || version > kImageFormatVersion) {
+    return unsupported("image format version " + std::to_string(version) + " (magic byte " +
+                       std::to_string(h[7]) + ") is not supported; this teemate reads versions 1 to " +
                        std::to_string(kImageFormatVersion));
   }
   if (get32(h + 12) != kImageHeaderSize) {
@@ -59,20 +60,30 @@ Status parse_into(std::span<const uint8_t> bytes, ImageFile* out) {
   }
   const uint32_t flags = get32(h + 28);
   if (flags & ~kImageFlagSigned) return corrupt("unknown header flags " + hex(flags));
-  if (get32(h + 60) != 0) return corrupt("reserved header field is not zero");
+  if (version == 1 && get32(h + 60) != 0) return corrupt("reserved header field is not zero");
+  const uint64_t manifest_size = version >= 2 ? get32(h + 60) : 0;
+  if (manifest_size > abi::kManifestMaxSize) {
+    return corrupt("mount manifest section is " + std::to_string(manifest_size) + " bytes, more than 16 MiB");
+  }
 
-  const Section sections[3] = {
+  // The manifest follows the ELF immediately (bounded: the ELF's end is
+  // checked against the file size before the manifest is).
+  const uint64_t elf_end = get64(h + 32) + get64(h + 40);
+  const Section sections[4] = {
       {"config record", get64(h + 16), get32(h + 24)},
       {"ELF", get64(h + 32), get64(h + 40)},
       {"SIGSTRUCT", get64(h + 48), get32(h + 56)},
+      {"mount manifest", elf_end < get64(h + 32) ? UINT64_MAX : elf_end, manifest_size},
   };
+  const int nsec = manifest_size ? 4 : 3;  // an empty manifest is no section
   if (sections[2].size != sizeof(sgx::Sigstruct)) {
     return corrupt("SIGSTRUCT section is " + std::to_string(sections[2].size) + " bytes, expected " +
                    std::to_string(sizeof(sgx::Sigstruct)));
   }
   if (sections[1].size == 0) return corrupt("the ELF section is empty");
   uint64_t end = kImageHeaderSize;
-  for (const Section& s : sections) {
+  for (int i = 0; i < nsec; ++i) {
+    const Section& s = sections[i];
     if (s.offset < kImageHeaderSize) {
       return corrupt(std::string(s.what) + " section at " + hex(s.offset) + " overlaps the header");
     }
@@ -83,8 +94,8 @@ Status parse_into(std::span<const uint8_t> bytes, ImageFile* out) {
     }
     end = std::max(end, s.offset + s.size);
   }
-  for (int i = 0; i < 3; ++i) {
-    for (int j = i + 1; j < 3; ++j) {
+  for (int i = 0; i < nsec; ++i) {
+    for (int j = i + 1; j < nsec; ++j) {
       const Section& a = sections[i];
       const Section& b = sections[j];
       if (a.offset < b.offset + b.size && b.offset < a.offset + a.size) {
@@ -99,6 +110,10 @@ Status parse_into(std::span<const uint8_t> bytes, ImageFile* out) {
   Result<EnclaveConfig> config = deserialize_config(bytes.data() + sections[0].offset, sections[0].size);
   if (!config.ok()) return config.status();
   out->config = config.value();
+  Result<MountManifest> manifest =
+      deserialize_manifest(manifest_size ? bytes.subspan(sections[3].offset, manifest_size) : std::span<const uint8_t>());
+  if (!manifest.ok()) return manifest.status();
+  out->config.manifest = std::move(manifest).value();
 
   memcpy(&out->sigstruct, bytes.data() + sections[2].offset, sizeof(sgx::Sigstruct));
   out->is_signed = flags & kImageFlagSigned;
@@ -124,8 +139,9 @@ Result<ImageFile> parse_image(std::span<const uint8_t> bytes, const std::string&
 
 std::vector<uint8_t> serialize_image(const ImageFile& image) {
   const std::vector<uint8_t> config = serialize_config(image.config);
+  const std::vector<uint8_t> manifest = serialize_manifest(image.config.manifest);
   const uint64_t elf_size = image.elf_bytes ? image.elf_bytes->size() : 0;
-  std::vector<uint8_t> out(kElfOffset + elf_size, 0);
+  std::vector<uint8_t> out(kElfOffset + elf_size + manifest.size(), 0);
   uint8_t* h = out.data();
   memcpy(h, kImageMagic, 8);
   put32(h + 8, kImageFormatVersion);
@@ -137,11 +153,13 @@ std::vector<uint8_t> serialize_image(const ImageFile& image) {
   put64(h + 40, elf_size);
   put64(h + 48, kSigstructOffset);
   put32(h + 56, sizeof(sgx::Sigstruct));
+  put32(h + 60, static_cast<uint32_t>(manifest.size()));
   static_assert(kConfigOffset + 128 <= kSigstructOffset);
   static_assert(kSigstructOffset + sizeof(sgx::Sigstruct) <= kElfOffset);
   memcpy(h + kConfigOffset, config.data(), std::min<size_t>(config.size(), kSigstructOffset - kConfigOffset));
   if (image.is_signed) memcpy(h + kSigstructOffset, &image.sigstruct, sizeof(sgx::Sigstruct));
   if (elf_size) memcpy(h + kElfOffset, image.elf_bytes->data(), elf_size);
+  if (!manifest.empty()) memcpy(h + kElfOffset + elf_size, manifest.data(), manifest.size());
   return out;
 }
 

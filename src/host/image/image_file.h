@@ -6,14 +6,17 @@
 // writing is atomic and never leaves a partial file.
 //
 // Header (little-endian):
-//    0  magic "TEEMATE\x01"          8  u32 format version (1)
+//    0  magic "TEEMATE\x01"          8  u32 format version (2; 1 is read too)
 //   12  u32 header size (64)
 //   16  u64 config offset           24  u32 config size (128)   28  u32 flags (bit 0: signed)
 //   32  u64 ELF offset              40  u64 ELF size
-//   48  u64 SIGSTRUCT offset        56  u32 SIGSTRUCT size (1808)  60  u32 reserved (0)
+//   48  u64 SIGSTRUCT offset        56  u32 SIGSTRUCT size (1808)
+//   60  u32 mount manifest size (version 2; reserved, 0, in version 1): the
+//       manifest (common/mount_manifest_abi.h) follows the ELF immediately
 // Sections must lie inside the file, must not overlap each other or the
 // header, and the file ends where the last section ends. write_image_file()
-// puts the config at 64, the SIGSTRUCT at 192 and the ELF at 4096.
+// puts the config at 64, the SIGSTRUCT at 192, the ELF at 4096 and the
+// manifest (when enclave.toml has [[mount]] tables) after the ELF.
 #pragma once
 
 #include <stdint.h>
@@ -34,7 +37,7 @@
 namespace teemate::image {
 
 inline constexpr uint8_t kImageMagic[8] = {'T', 'E', 'E', 'M', 'A', 'T', 'E', 0x01};
-inline constexpr uint32_t kImageFormatVersion = 1;
+inline constexpr uint32_t kImageFormatVersion = 2;
 inline constexpr size_t kImageHeaderSize = 64;
 inline constexpr uint32_t kImageFlagSigned = 1u << 0;
 // Largest .tme file read_image_file() accepts.

@@ -56,6 +56,7 @@ const char* range_kind_name(RangeKind kind) {
   switch (kind) {
     case RangeKind::kElf: return "elf";
     case RangeKind::kMeta: return "meta";
+    case RangeKind::kManifest: return "manifest";
     case RangeKind::kTcs: return "tcs";
     case RangeKind::kSsa: return "ssa";
     case RangeKind::kStack: return "stack";
@@ -88,7 +89,10 @@ Result<Layout> Layout::compute(const ElfImage& elf, const EnclaveConfig& config)
   const uint64_t ssa_pages = nssa * config.ssa_frame_pages;
   const uint64_t stack_pages = config.stack_size / kPage;
   const uint64_t meta_offset = round_up(elf.end());
-  const uint64_t threads_offset = meta_offset + kPage;
+  std::vector<uint8_t> manifest = serialize_manifest(config.manifest);
+  const uint64_t manifest_offset = meta_offset + kPage;
+  const uint64_t manifest_pages = (manifest.size() + kPage - 1) / kPage;
+  const uint64_t threads_offset = manifest_offset + manifest_pages * kPage;
   const uint64_t ssa_in_block = kPage;
   const uint64_t stack_in_block = ssa_in_block + (ssa_pages + 1) * kPage;  // after SSA + guard
   const uint64_t exc_pages = abi::kExceptionStackPages;
@@ -108,6 +112,10 @@ Result<Layout> Layout::compute(const ElfImage& elf, const EnclaveConfig& config)
 
   l.ranges_.push_back({RangeKind::kMeta, meta_offset, 1,
                        sgx::secinfo_page_type(sgx::kPtReg) | sgx::kSecinfoR, true, 0});
+  if (manifest_pages) {
+    l.ranges_.push_back({RangeKind::kManifest, manifest_offset, manifest_pages,
+                         sgx::secinfo_page_type(sgx::kPtReg) | sgx::kSecinfoR, true, 0});
+  }
   for (uint32_t t = 0; t < config.tcs_count; ++t) {
     const uint64_t block = threads_offset + t * stride;
     l.ranges_.push_back({RangeKind::kTcs, block, 1, sgx::secinfo_page_type(sgx::kPtTcs), true, t});
@@ -142,6 +150,11 @@ Result<Layout> Layout::compute(const ElfImage& elf, const EnclaveConfig& config)
   static_assert(sizeof(m.config_record) >= 128);
   m.config_record_size = static_cast<uint32_t>(std::min(record.size(), sizeof(m.config_record)));
   memcpy(m.config_record, record.data(), m.config_record_size);
+  if (!manifest.empty()) {
+    m.manifest_offset = manifest_offset;
+    m.manifest_size = manifest.size();
+  }
+  l.manifest_ = std::move(manifest);
   return l;
 }
 
@@ -231,6 +244,14 @@ void Layout::page_content(const PageRange& range, uint64_t index, uint8_t* out) 
     case RangeKind::kMeta:
       memcpy(out, &meta_, kPage);
       return;
+    case RangeKind::kManifest: {
+      memset(out, 0, kPage);
+      const uint64_t from = index * kPage;
+      if (from < manifest_.size()) {
+        memcpy(out, manifest_.data() + from, std::min<uint64_t>(kPage, manifest_.size() - from));
+      }
+      return;
+    }
     case RangeKind::kTcs: {
       sgx::Tcs tcs;
       memset(&tcs, 0, sizeof tcs);
@@ -277,6 +298,7 @@ sgx::Digest Layout::measure() const {
           }
           break;
         case RangeKind::kMeta:
+        case RangeKind::kManifest:
         case RangeKind::kTcs:
           page_content(r, i, buf);
           page = buf;

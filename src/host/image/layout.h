@@ -4,7 +4,8 @@
 // every backend agree on MRENCLAVE. Host-only; never does I/O.
 //
 // Order (offsets from the base): the ELF's PT_LOAD segments with their
-// permissions; the metadata page (abi::EnclaveMeta, R); per TCS the thread
+// permissions; the metadata page (abi::EnclaveMeta, R); the mount manifest
+// pages when there are [[mount]] tables (R); per TCS the thread
 // block of abi::EnclaveMeta (TCS, SSA, guard, stack, guard, thread data);
 // a guard page; the heap. Guard pages are never added. The enclave size is
 // the next power of two at or above the end of the heap.
@@ -23,7 +24,7 @@
 
 namespace teemate::image {
 
-enum class RangeKind { kElf, kMeta, kTcs, kSsa, kStack, kExceptionStack, kThreadData, kHeap };
+enum class RangeKind { kElf, kMeta, kManifest, kTcs, kSsa, kStack, kExceptionStack, kThreadData, kHeap };
 const char* range_kind_name(RangeKind kind);
 
 struct PageRange {
@@ -65,6 +66,7 @@ class Layout {
   ElfImage elf_;  // shares the ELF bytes (ElfImage is cheap to copy)
   EnclaveConfig config_;
   abi::EnclaveMeta meta_{};
+  std::vector<uint8_t> manifest_;  // serialize_manifest(config_.manifest)
   std::vector<PageRange> ranges_;
   uint64_t size_ = 0;
   uint64_t entry_offset_ = 0;

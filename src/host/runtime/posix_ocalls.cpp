@@ -6,7 +6,11 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#include <cstring>
 
 #include "tm_posix_u.h"
 
@@ -66,4 +70,54 @@ int64_t tm_fcntl(int32_t fd, int32_t cmd, int64_t arg) {
 int64_t tm_poll(uint8_t* fds, uint64_t bytes, int32_t timeout_ms) {
   if (bytes % sizeof(pollfd)) return -EINVAL;
   return result(::poll(reinterpret_cast<pollfd*>(fds), bytes / sizeof(pollfd), timeout_ms));
+}
+
+// ---- files ------------------------------------------------------------------
+namespace {
+int64_t stat_out(int r, const struct stat& st, uint8_t* out, uint32_t cap) {
+  if (r < 0) return -static_cast<int64_t>(errno);
+  static_assert(sizeof(struct stat) == 144, "x86-64 struct stat");
+  if (cap < sizeof st) return -EINVAL;
+  memcpy(out, &st, sizeof st);
+  return 0;
+}
+}  // namespace
+
+int64_t tm_open(const char* path, int32_t flags, uint32_t mode) {
+  return result(::open(path, flags | O_CLOEXEC, static_cast<mode_t>(mode)));
+}
+int64_t tm_read(int32_t fd, uint8_t* buf, uint64_t len) { return result(::read(fd, buf, len)); }
+int64_t tm_write(int32_t fd, const uint8_t* buf, uint64_t len) { return result(::write(fd, buf, len)); }
+int64_t tm_pread(int32_t fd, uint8_t* buf, uint64_t len, int64_t offset) {
+  return result(::pread(fd, buf, len, offset));
+}
+int64_t tm_pwrite(int32_t fd, const uint8_t* buf, uint64_t len, int64_t offset) {
+  return result(::pwrite(fd, buf, len, offset));
+}
+int64_t tm_lseek(int32_t fd, int64_t offset, int32_t whence) { return result(::lseek(fd, offset, whence)); }
+int64_t tm_fsync(int32_t fd, int32_t data_only) { return result(data_only ? ::fdatasync(fd) : ::fsync(fd)); }
+int64_t tm_ftruncate(int32_t fd, int64_t length) { return result(::ftruncate(fd, length)); }
+int64_t tm_fstat(int32_t fd, uint8_t* out, uint32_t cap) {
+  struct stat st {};
+  return stat_out(::fstat(fd, &st), st, out, cap);
+}
+int64_t tm_stat(const char* path, uint8_t* out, uint32_t cap, int32_t nofollow) {
+  struct stat st {};
+  return stat_out(nofollow ? ::lstat(path, &st) : ::stat(path, &st), st, out, cap);
+}
+int64_t tm_unlink(const char* path) { return result(::unlink(path)); }
+int64_t tm_rename(const char* from, const char* to) { return result(::rename(from, to)); }
+int64_t tm_mkdir(const char* path, uint32_t mode) { return result(::mkdir(path, static_cast<mode_t>(mode))); }
+int64_t tm_rmdir(const char* path) { return result(::rmdir(path)); }
+int64_t tm_access(const char* path, int32_t mode) { return result(::access(path, mode)); }
+int64_t tm_getdents(int32_t fd, uint8_t* buf, uint64_t cap) {
+  return result(::syscall(SYS_getdents64, fd, buf, cap));
+}
+int64_t tm_lock(int32_t fd, int32_t cmd, uint8_t* lock) {
+  if (cmd != F_GETLK && cmd != F_SETLK && cmd != F_SETLKW && cmd != F_OFD_GETLK && cmd != F_OFD_SETLK &&
+      cmd != F_OFD_SETLKW) {
+    return -EINVAL;
+  }
+  static_assert(sizeof(struct flock) == 32, "x86-64 struct flock");
+  return result(::fcntl(fd, cmd, reinterpret_cast<struct flock*>(lock)));
 }

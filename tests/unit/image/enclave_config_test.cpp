@@ -142,9 +142,9 @@ TEST(EnclaveConfig, UnknownKeysAreErrors) {
   expect_error("[enclave]\nheap = \"1M\"\n", "hello.toml: unknown key 'heap' in [enclave]");
   expect_error("[enclave]\n[enclave.sub]\nx = 1\n", "hello.toml: unknown key 'sub' in [enclave]");
   expect_error("[other]\nx = 1\n",
-               "hello.toml: unknown key 'other' (only the [enclave] table is allowed)");
+               "hello.toml: unknown key 'other' (only the [enclave] table and [[mount]] tables are allowed)");
   expect_error("heap_size = 1\n",
-               "hello.toml: unknown key 'heap_size' (only the [enclave] table is allowed)");
+               "hello.toml: unknown key 'heap_size' (only the [enclave] table and [[mount]] tables are allowed)");
   expect_error("enclave = 3\n", "hello.toml: 'enclave' must be a table");
 }
 
@@ -240,6 +240,63 @@ TEST(EnclaveConfig, RecordRefusesCorruption) {
   Result<EnclaveConfig> r = deserialize_config(bad.data(), bad.size());
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().message(), "config record: enclave.tcs_count = 0 is out of range [1, 1024]");
+}
+
+
+TEST(EnclaveConfig, MountsAreReadSortedAndChecked) {
+  Result<EnclaveConfig> r = parse(
+      "[[mount]]\npath = \"/srv/data\"\nhost = \"state\"\ntype = \"untrusted\"\n"
+      "[[mount]]\npath = \"/etc\"\nhost = \"/opt/app/etc\"\ntype = \"trusted\"\n"
+      "[[mount]]\npath = \"/db\"\nhost = \"db\"\ntype = \"protected\"\n");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  const auto& m = r->manifest.mounts;
+  ASSERT_EQ(m.size(), 3u);
+  EXPECT_EQ(m[0], (MountSpec{"/db", "db", abi::kMountProtected}));
+  EXPECT_EQ(m[1], (MountSpec{"/etc", "/opt/app/etc", abi::kMountTrusted}));
+  EXPECT_EQ(m[2], (MountSpec{"/srv/data", "state", abi::kMountUntrusted}));
+  EXPECT_TRUE(r->manifest.files.empty()) << "files are hashed by pack, not by the parser";
+}
+
+TEST(EnclaveConfig, BadMountsNameTheTableAndKey) {
+  const std::string ok_rest = "host = \"h\"\ntype = \"untrusted\"\n";
+  expect_error_contains("[[mount]]\npath = \"data\"\n" + ok_rest, "mount[0].path = \"data\" must be an absolute path");
+  expect_error_contains("[[mount]]\npath = \"/a/../b\"\n" + ok_rest, "mount[0].path");
+  expect_error_contains("[[mount]]\npath = \"/a/\"\n" + ok_rest, "mount[0].path");
+  expect_error_contains("[[mount]]\npath = \"/a//b\"\n" + ok_rest, "mount[0].path");
+  expect_error_contains("[[mount]]\npath = \"/a\"\nhost = \"\"\ntype = \"untrusted\"\n", "mount[0].host");
+  expect_error_contains("[[mount]]\npath = \"/a\"\nhost = \"h\"\ntype = \"secret\"\n",
+                        "mount[0].type = \"secret\" is not trusted, protected or untrusted");
+  expect_error_contains("[[mount]]\npath = \"/a\"\ntype = \"trusted\"\n", "mount[0] has no host");
+  expect_error_contains("[[mount]]\nhost = \"h\"\ntype = \"trusted\"\n", "mount[0] has no path");
+  expect_error_contains("[[mount]]\npath = \"/a\"\nhost = \"h\"\n", "mount[0] has no type");
+  expect_error_contains("[[mount]]\npath = \"/a\"\n" + ok_rest + "mode = 1\n", "unknown key 'mode' in mount[0]");
+  expect_error_contains("[[mount]]\npath = 5\n" + ok_rest, "mount[0].path must be a string");
+  expect_error_contains("mount = 3\n", "'mount' must be an array of tables");
+  expect_error_contains("[[mount]]\npath = \"/a\"\n" + ok_rest + "[[mount]]\npath = \"/a\"\n" + ok_rest,
+                        "two [[mount]] tables have path \"/a\"");
+  std::string many;
+  for (int i = 0; i < 65; ++i) many += "[[mount]]\npath = \"/m" + std::to_string(i) + "\"\n" + ok_rest;
+  expect_error_contains(many, "65 [[mount]] tables; at most 64");
+}
+
+TEST(MountManifest, NormalisedPaths) {
+  for (const char* good : {"/", "/a", "/a/b", "/a.b/..c", "/.x"}) EXPECT_TRUE(is_normalized_enclave_path(good)) << good;
+  for (const char* bad : {"", "a", "/a/", "//a", "/a/./b", "/a/../b", "/..", "/."}) {
+    EXPECT_FALSE(is_normalized_enclave_path(bad)) << bad;
+  }
+  EXPECT_FALSE(is_normalized_enclave_path(std::string(4096, 'a').insert(0, "/")));
+}
+
+TEST(MountManifest, TrustedFilesMustLieUnderATrustedMount) {
+  MountManifest m;
+  m.mounts = {{"/data", "d", abi::kMountUntrusted}, {"/data/ro", "r", abi::kMountTrusted}};
+  m.files = {{"/data/ro/x", 1, {}}};
+  EXPECT_TRUE(normalize_and_check(&m).ok());
+  m.files = {{"/data/x", 1, {}}};
+  Status st = normalize_and_check(&m);
+  EXPECT_NE(st.message().find("not under a trusted mount"), std::string::npos) << st.message();
+  m.files = {{"/data/ro/x", 1, {}}, {"/data/ro/x", 1, {}}};
+  EXPECT_NE(normalize_and_check(&m).message().find("listed twice"), std::string::npos);
 }
 
 }  // namespace

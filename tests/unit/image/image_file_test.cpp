@@ -186,8 +186,15 @@ TEST(ImageFile, RefusesCorruptHeaders) {
   testing::patch32(&b, 28, 4);
   expect_refused(b, "unknown header flags 0x4");
   b = good;
+  testing::patch32(&b, 60, 1);  // a manifest byte the file does not have
+  expect_refused(b, "mount manifest section");
+  b = good;
+  testing::patch32(&b, 8, 1);  // version 1: the field is reserved
   testing::patch32(&b, 60, 1);
   expect_refused(b, "reserved");
+  b = good;
+  testing::patch32(&b, 60, 17u << 20);
+  expect_refused(b, "more than 16 MiB");
   b = good;
   testing::patch64(&b, 32, ~uint64_t{0} - 100);  // ELF offset wraps
   expect_refused(b, "ELF section");
@@ -319,6 +326,72 @@ TEST(ImageSignature, BrokenSignatureIsRefused) {
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.code(), Code::kSecurity);
   EXPECT_EQ(st.message().rfind("SIGSTRUCT: ", 0), 0u) << st.message();
+}
+
+
+// Version 1 images (no manifest field) stay readable.
+TEST(ImageFile, ReadsFormatVersion1) {
+  std::vector<uint8_t> b = serialize_image(make_image());
+  testing::patch32(&b, 8, 1);
+  Result<ImageFile> r = parse_image(b, "x.tme");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_TRUE(r->config.manifest.empty());
+}
+
+ImageFile image_with_mounts() {
+  ImageFile f = make_image();
+  f.config.manifest.mounts = {{"/data", "state", abi::kMountUntrusted}, {"/etc", "conf", abi::kMountTrusted}};
+  TrustedFileDigest d;
+  d.path = "/etc/app.conf";
+  d.size = 12;
+  d.sha256.fill(0xab);
+  f.config.manifest.files = {d};
+  EXPECT_TRUE(normalize_and_check(&f.config.manifest).ok());
+  return f;
+}
+
+TEST(ImageFile, MountManifestRoundTripsAndIsMeasured) {
+  const ImageFile f = image_with_mounts();
+  Result<ImageFile> r = parse_image(serialize_image(f), "x.tme");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->config.manifest, f.config.manifest);
+  const LoadedImage with = load(f);
+  const LoadedImage without = load(make_image());
+  EXPECT_NE(with.layout.measure(), without.layout.measure()) << "the manifest must be measured";
+  EXPECT_EQ(with.layout.meta().manifest_offset, with.layout.meta().meta_offset + 4096);
+  EXPECT_GT(with.layout.meta().manifest_size, sizeof(abi::ManifestHeader));
+  EXPECT_EQ(without.layout.meta().manifest_size, 0u);
+  // Another digest: another MRENCLAVE.
+  ImageFile g = f;
+  g.config.manifest.files[0].sha256[0] ^= 1;
+  EXPECT_NE(load(g).layout.measure(), with.layout.measure());
+}
+
+TEST(ImageFile, RefusesCorruptMountManifests) {
+  const std::vector<uint8_t> good = serialize_image(image_with_mounts());
+  uint32_t msize = 0;
+  memcpy(&msize, good.data() + 60, 4);
+  const size_t at = good.size() - msize;
+  auto b = good;
+  b[at] ^= 1;
+  expect_refused(b, "mount manifest: bad magic");
+  b = good;
+  testing::patch32(&b, at + 16, 65);  // mount count
+  expect_refused(b, "too many entries");
+  b = good;
+  testing::patch32(&b, at + 32, 7);  // mount 0's type
+  expect_refused(b, "mount 0 is malformed");
+  b = good;
+  testing::patch32(&b, at + 36, 0xfffffff0);  // mount 0's path offset
+  expect_refused(b, "mount 0 is malformed");
+  // Every truncation of the manifest is refused.
+  for (uint32_t cut = 1; cut < msize; ++cut) {
+    b = good;
+    b.resize(good.size() - cut);
+    testing::patch32(&b, 60, msize - cut);
+    Result<ImageFile> r = parse_image(b, "x.tme");
+    EXPECT_FALSE(r.ok()) << "cut " << cut;
+  }
 }
 
 }  // namespace

@@ -1,0 +1,505 @@
+/* Files for enclave programs over the runtime's typed OCALLs
+ * (src/common/tm_posix.edl), seen through the measured mounts (mounts.cpp):
+ * open/openat/creat, read/write, pread/pwrite, lseek, fsync/fdatasync,
+ * ftruncate, fstat/stat/lstat, unlink, rename, mkdir/rmdir, access,
+ * opendir/readdir/closedir, fcntl (flags and record locks), and the
+ * descriptor calls shared with sockets (read, write, close, fcntl).
+ *   untrusted mounts: the host's files as they are, in clear both ways.
+ *   trusted mounts:   read-only; a file is read whole at open, and its size
+ *                     and SHA-256 must be the manifest's, or open fails with
+ *                     EACCES; reads are served from that verified copy.
+ *   protected mounts: not served yet (ENOSYS).
+ * Every host answer is checked (counts, errno values, record lengths)
+ * before use; only descriptors the enclave opened are usable. A file's
+ * state lives in the calling process's memory. Nothing here contains a
+ * system call instruction; its <sys/...> headers are musl's. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mbedtls/sha256.h"
+#include "mounts.h"
+#include "posix_call.h"
+#include "runtime.h"
+#include "tm_posix_t.h"
+
+namespace teemate::trts {
+namespace {
+
+struct OpenFile {
+  uint32_t type;     // abi::MountType
+  int flags;         // the open flags
+  tm_spinlock lock;  // offset (trusted files)
+  uint64_t offset;
+  uint8_t* data;     // trusted: the verified contents
+  uint64_t size;
+  bool directory;
+};
+
+int fail(int e) {
+  errno = e;
+  return -1;
+}
+
+ResolvedPath* resolve(const char* path) {
+  auto* r = static_cast<ResolvedPath*>(malloc(sizeof(ResolvedPath)));
+  if (!r) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  const int e = resolve_path(path, r);
+  if (e) {
+    free(r);
+    errno = e;
+    return nullptr;
+  }
+  return r;
+}
+
+// The file state of an owned descriptor; EBADF otherwise. `*file` is null
+// for a socket.
+bool lookup(int fd, OpenFile** file) {
+  void* f = nullptr;
+  if (fd < 0 || !fd_lookup(fd, &f)) {
+    errno = EBADF;
+    return false;
+  }
+  *file = static_cast<OpenFile*>(f);
+  return true;
+}
+
+void close_host(int fd) {
+  int64_t ignored = 0;
+  (void)tm_close(&ignored, fd);
+}
+
+// Reads a trusted file whole through `fd` and checks it against the
+// manifest. 0 or an errno.
+int load_trusted(int fd, const abi::ManifestFile& want, OpenFile* f) {
+  if (want.size > (uint64_t{1} << 40)) return EFBIG;
+  uint8_t* data = static_cast<uint8_t*>(malloc(want.size ? want.size : 1));
+  if (!data) return ENOMEM;
+  uint64_t got = 0;
+  while (got < want.size) {
+    const uint64_t n = want.size - got < kMaxIo ? want.size - got : kMaxIo;
+    const long long r = host_call([&](int64_t* res) { return tm_pread(res, fd, data + got, n, static_cast<int64_t>(got)); },
+                                  static_cast<int64_t>(n));
+    if (r <= 0) {
+      free(data);
+      return r < 0 ? errno : EACCES;  // shorter than measured
+    }
+    got += static_cast<uint64_t>(r);
+  }
+  uint8_t extra = 0;
+  const long long more = host_call([&](int64_t* res) { return tm_pread(res, fd, &extra, 1, static_cast<int64_t>(got)); }, 1);
+  uint8_t digest[32];
+  if (more != 0 || mbedtls_sha256_ret(data, want.size, digest, 0) != 0 || memcmp(digest, want.sha256, 32) != 0) {
+    free(data);
+    return EACCES;  // longer than measured, or other bytes
+  }
+  f->data = data;
+  f->size = want.size;
+  return 0;
+}
+
+bool writes(int flags) { return (flags & O_ACCMODE) != O_RDONLY || (flags & (O_CREAT | O_TRUNC)); }
+
+int open_resolved(const ResolvedPath& r, int flags, mode_t mode) {
+  if (r.type == abi::kMountProtected) return fail(ENOSYS);
+  const bool trusted = r.type == abi::kMountTrusted;
+  if (trusted && writes(flags)) return fail(EROFS);
+  auto* f = static_cast<OpenFile*>(calloc(1, sizeof(OpenFile)));
+  if (!f) return fail(ENOMEM);
+  f->type = r.type;
+  f->flags = flags;
+  f->lock = TM_SPINLOCK_INIT;
+  const int host_flags = trusted ? (O_RDONLY | (flags & (O_DIRECTORY | O_NOFOLLOW))) : flags;
+  const long long fd = host_call([&](int64_t* res) { return tm_open(res, r.host_path, host_flags, mode); }, INT_MAX);
+  if (fd < 0) {
+    free(f);
+    return -1;
+  }
+  uint8_t st[144];
+  const long long s = host_call([&](int64_t* res) { return tm_fstat(res, static_cast<int32_t>(fd), st, sizeof st); }, 0);
+  struct stat sb;
+  memcpy(&sb, st, sizeof sb < sizeof st ? sizeof sb : sizeof st);
+  f->directory = s == 0 && S_ISDIR(sb.st_mode);
+  if (trusted && !f->directory) {
+    const int e = r.trusted ? load_trusted(static_cast<int>(fd), *r.trusted, f) : EACCES;
+    if (e) {
+      close_host(static_cast<int>(fd));
+      free(f);
+      return fail(e);
+    }
+  }
+  if (!fd_own(static_cast<int>(fd), f)) {
+    close_host(static_cast<int>(fd));
+    free(f->data);
+    free(f);
+    return fail(EMFILE);
+  }
+  return static_cast<int>(fd);
+}
+
+long long io_read(int fd, OpenFile* f, void* buf, size_t len, int64_t at) {
+  if (len && !buf) return fail(EFAULT);
+  if (f->directory) return fail(EISDIR);
+  if ((f->flags & O_ACCMODE) == O_WRONLY) return fail(EBADF);
+  if (f->data || f->type == abi::kMountTrusted) {
+    tm_spin_lock(&f->lock);
+    const uint64_t from = at >= 0 ? static_cast<uint64_t>(at) : f->offset;
+    const uint64_t n = from >= f->size ? 0 : (f->size - from < len ? f->size - from : len);
+    if (n) memcpy(buf, f->data + from, n);
+    if (at < 0) f->offset = from + n;
+    tm_spin_unlock(&f->lock);
+    return static_cast<long long>(n);
+  }
+  if (len > kMaxIo) len = kMaxIo;
+  // Through a bounce buffer: the stub copies back the whole capacity.
+  uint8_t* bounce = static_cast<uint8_t*>(malloc(len ? len : 1));
+  if (!bounce) return fail(ENOMEM);
+  const long long n = host_call(
+      [&](int64_t* res) {
+        return at >= 0 ? tm_pread(res, fd, bounce, len, at) : tm_read(res, fd, bounce, len);
+      },
+      static_cast<int64_t>(len));
+  if (n > 0) memcpy(buf, bounce, static_cast<size_t>(n));
+  free(bounce);
+  return n;
+}
+
+long long io_write(int fd, OpenFile* f, const void* buf, size_t len, int64_t at) {
+  if (len && !buf) return fail(EFAULT);
+  if (f->directory) return fail(EISDIR);
+  if (f->type == abi::kMountTrusted || (f->flags & O_ACCMODE) == O_RDONLY) return fail(EBADF);
+  if (len > kMaxIo) len = kMaxIo;  // a short write, as POSIX allows
+  const uint8_t* p = static_cast<const uint8_t*>(buf);
+  return host_call(
+      [&](int64_t* res) { return at >= 0 ? tm_pwrite(res, fd, p, len, at) : tm_write(res, fd, p, len); },
+      static_cast<int64_t>(len));
+}
+
+int stat_into(long long r, const uint8_t* raw, struct stat* out) {
+  if (r < 0) return -1;
+  memcpy(out, raw, sizeof *out);
+  return 0;
+}
+
+// Path calls that only untrusted mounts allow (changes to the file system).
+template <typename F>
+int mutate(const char* path, F call) {
+  ResolvedPath* r = resolve(path);
+  if (!r) return -1;
+  int rc;
+  if (r->type == abi::kMountTrusted) rc = fail(EROFS);
+  else if (r->type == abi::kMountProtected) rc = fail(ENOSYS);
+  else if (r->at_mount_root) rc = fail(EBUSY);  // a mount point stays
+  else rc = static_cast<int>(host_call([&](int64_t* res) { return call(res, r->host_path); }, 0));
+  free(r);
+  return rc;
+}
+
+}  // namespace
+}  // namespace teemate::trts
+
+using namespace teemate;
+using namespace teemate::trts;
+
+// musl declares DIR as an incomplete struct __dirstream: ours.
+struct __dirstream {
+  int fd;
+  uint32_t pos, len;
+  struct dirent entry;
+  uint8_t buf[4096];
+};
+
+extern "C" {
+
+int open(const char* path, int flags, ...) {
+  mode_t mode = 0;
+  if (flags & (O_CREAT | O_TMPFILE)) {
+    va_list ap;
+    va_start(ap, flags);
+    mode = va_arg(ap, mode_t);
+    va_end(ap);
+  }
+  ResolvedPath* r = resolve(path);
+  if (!r) return -1;
+  const int fd = open_resolved(*r, flags, mode);
+  free(r);
+  return fd;
+}
+
+int openat(int dirfd, const char* path, int flags, ...) {
+  mode_t mode = 0;
+  if (flags & (O_CREAT | O_TMPFILE)) {
+    va_list ap;
+    va_start(ap, flags);
+    mode = va_arg(ap, mode_t);
+    va_end(ap);
+  }
+  // Only AT_FDCWD or an absolute path: the enclave has no directory handles.
+  if (dirfd != AT_FDCWD && (!path || path[0] != '/')) return fail(dirfd < 0 ? EBADF : ENOSYS);
+  return open(path, flags, mode);
+}
+
+int creat(const char* path, mode_t mode) { return open(path, O_CREAT | O_WRONLY | O_TRUNC, mode); }
+
+ssize_t read(int fd, void* buf, size_t len) {
+  OpenFile* f;
+  if (!lookup(fd, &f)) return -1;
+  if (!f) return static_cast<ssize_t>(socket_read(fd, buf, len));
+  return static_cast<ssize_t>(io_read(fd, f, buf, len, -1));
+}
+
+ssize_t write(int fd, const void* buf, size_t len) {
+  if (fd == 1 || fd == 2) return static_cast<ssize_t>(socket_write(fd, buf, len));
+  OpenFile* f;
+  if (!lookup(fd, &f)) return -1;
+  if (!f) return static_cast<ssize_t>(socket_write(fd, buf, len));
+  return static_cast<ssize_t>(io_write(fd, f, buf, len, -1));
+}
+
+ssize_t pread(int fd, void* buf, size_t len, off_t offset) {
+  OpenFile* f;
+  if (!lookup(fd, &f)) return -1;
+  if (!f) return fail(ESPIPE);
+  if (offset < 0) return fail(EINVAL);
+  return static_cast<ssize_t>(io_read(fd, f, buf, len, offset));
+}
+
+ssize_t pwrite(int fd, const void* buf, size_t len, off_t offset) {
+  OpenFile* f;
+  if (!lookup(fd, &f)) return -1;
+  if (!f) return fail(ESPIPE);
+  if (offset < 0) return fail(EINVAL);
+  return static_cast<ssize_t>(io_write(fd, f, buf, len, offset));
+}
+
+off_t lseek(int fd, off_t offset, int whence) {
+  OpenFile* f;
+  if (!lookup(fd, &f)) return -1;
+  if (!f) return fail(ESPIPE);
+  if (f->type != abi::kMountTrusted || f->directory) {
+    return static_cast<off_t>(host_call([&](int64_t* res) { return tm_lseek(res, fd, offset, whence); }, INT64_MAX));
+  }
+  tm_spin_lock(&f->lock);
+  const int64_t base = whence == SEEK_SET ? 0 : whence == SEEK_CUR ? static_cast<int64_t>(f->offset)
+                                              : whence == SEEK_END ? static_cast<int64_t>(f->size) : -1;
+  int64_t to = -1;
+  if (base < 0 || __builtin_add_overflow(base, static_cast<int64_t>(offset), &to)) to = -1;
+  if (to >= 0) f->offset = static_cast<uint64_t>(to);
+  tm_spin_unlock(&f->lock);
+  return to >= 0 ? static_cast<off_t>(to) : fail(EINVAL);
+}
+
+int close(int fd) {
+  OpenFile* f;
+  if (!lookup(fd, &f)) return -1;
+  if (!f) return socket_close(fd);
+  const long long r = host_call([&](int64_t* res) { return tm_close(res, fd); }, 0);
+  fd_disown(fd);
+  free(f->data);
+  free(f);
+  return static_cast<int>(r);
+}
+
+int fsync(int fd) {
+  OpenFile* f;
+  if (!lookup(fd, &f)) return -1;
+  if (!f) return fail(EINVAL);
+  if (f->type == abi::kMountTrusted) return 0;
+  return static_cast<int>(host_call([&](int64_t* res) { return tm_fsync(res, fd, 0); }, 0));
+}
+
+int fdatasync(int fd) {
+  OpenFile* f;
+  if (!lookup(fd, &f)) return -1;
+  if (!f) return fail(EINVAL);
+  if (f->type == abi::kMountTrusted) return 0;
+  return static_cast<int>(host_call([&](int64_t* res) { return tm_fsync(res, fd, 1); }, 0));
+}
+
+int ftruncate(int fd, off_t length) {
+  OpenFile* f;
+  if (!lookup(fd, &f)) return -1;
+  if (!f || f->directory) return fail(EINVAL);
+  if (length < 0) return fail(EINVAL);
+  if (f->type == abi::kMountTrusted || (f->flags & O_ACCMODE) == O_RDONLY) return fail(EBADF);
+  return static_cast<int>(host_call([&](int64_t* res) { return tm_ftruncate(res, fd, length); }, 0));
+}
+
+int fstat(int fd, struct stat* st) {
+  if (!st) return fail(EFAULT);
+  OpenFile* f;
+  if (!lookup(fd, &f)) return -1;
+  uint8_t raw[144];
+  if (stat_into(host_call([&](int64_t* res) { return tm_fstat(res, fd, raw, sizeof raw); }, 0), raw, st) < 0) return -1;
+  if (f && f->type == abi::kMountTrusted && !f->directory) {
+    st->st_size = static_cast<off_t>(f->size);  // the verified size, whatever the host says
+    st->st_mode = (st->st_mode & ~0222u);
+  }
+  return 0;
+}
+
+static int stat_path(const char* path, struct stat* st, int nofollow) {
+  if (!st) return fail(EFAULT);
+  ResolvedPath* r = resolve(path);
+  if (!r) return -1;
+  uint8_t raw[144];
+  int rc = stat_into(host_call([&](int64_t* res) { return tm_stat(res, r->host_path, raw, sizeof raw, nofollow); }, 0), raw, st);
+  if (rc == 0 && r->type == abi::kMountTrusted && !S_ISDIR(st->st_mode)) {
+    if (!r->trusted) rc = fail(EACCES);
+    else st->st_size = static_cast<off_t>(r->trusted->size);
+  }
+  free(r);
+  return rc;
+}
+
+int stat(const char* path, struct stat* st) { return stat_path(path, st, 0); }
+int lstat(const char* path, struct stat* st) { return stat_path(path, st, 1); }
+
+int access(const char* path, int mode) {
+  ResolvedPath* r = resolve(path);
+  if (!r) return -1;
+  int rc;
+  if (r->type == abi::kMountTrusted && (mode & W_OK)) rc = fail(EROFS);
+  else rc = static_cast<int>(host_call([&](int64_t* res) { return tm_access(res, r->host_path, mode); }, 0));
+  free(r);
+  return rc;
+}
+
+int unlink(const char* path) {
+  return mutate(path, [](int64_t* res, const char* host) { return tm_unlink(res, host); });
+}
+
+int rmdir(const char* path) {
+  return mutate(path, [](int64_t* res, const char* host) { return tm_rmdir(res, host); });
+}
+
+int mkdir(const char* path, mode_t mode) {
+  return mutate(path, [mode](int64_t* res, const char* host) { return tm_mkdir(res, host, mode); });
+}
+
+int rename(const char* from, const char* to) {
+  ResolvedPath* a = resolve(from);
+  if (!a) return -1;
+  ResolvedPath* b = resolve(to);
+  if (!b) {
+    free(a);
+    return -1;
+  }
+  int rc;
+  if (a->type == abi::kMountTrusted || b->type == abi::kMountTrusted) rc = fail(EROFS);
+  else if (a->type == abi::kMountProtected || b->type == abi::kMountProtected) rc = fail(ENOSYS);
+  else if (a->at_mount_root || b->at_mount_root) rc = fail(EBUSY);
+  else rc = static_cast<int>(host_call([&](int64_t* res) { return tm_rename(res, a->host_path, b->host_path); }, 0));
+  free(a);
+  free(b);
+  return rc;
+}
+
+int fcntl(int fd, int cmd, ...) {
+  va_list ap;
+  va_start(ap, cmd);
+  void* ptr = nullptr;
+  long arg = 0;
+  if (cmd == F_GETLK || cmd == F_SETLK || cmd == F_SETLKW || cmd == F_OFD_GETLK || cmd == F_OFD_SETLK ||
+      cmd == F_OFD_SETLKW) {
+    ptr = va_arg(ap, void*);
+  } else if (cmd == F_SETFD || cmd == F_SETFL) {
+    arg = va_arg(ap, long);
+  }
+  va_end(ap);
+  OpenFile* f;
+  if (!lookup(fd, &f)) return -1;
+  if (!ptr) return descriptor_fcntl(fd, cmd, arg);
+  if (!f) return fail(EINVAL);  // record locks are for files
+  static_assert(sizeof(struct flock) == 32, "x86-64 struct flock");
+  uint8_t lock[32];
+  memcpy(lock, ptr, sizeof lock);
+  const long long r = host_call([&](int64_t* res) { return tm_lock(res, fd, cmd, lock); }, 0);
+  if (r == 0 && (cmd == F_GETLK || cmd == F_OFD_GETLK)) memcpy(ptr, lock, sizeof lock);
+  return static_cast<int>(r);
+}
+
+DIR* opendir(const char* path) {
+  const int fd = open(path, O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return nullptr;
+  auto* d = static_cast<DIR*>(calloc(1, sizeof(DIR)));
+  if (!d) {
+    close(fd);
+    errno = ENOMEM;
+    return nullptr;
+  }
+  d->fd = fd;
+  return d;
+}
+
+struct dirent* readdir(DIR* d) {
+  if (!d) {
+    errno = EBADF;
+    return nullptr;
+  }
+  for (;;) {
+    if (d->pos >= d->len) {
+      const int saved = errno;
+      const long long n = host_call([&](int64_t* res) { return tm_getdents(res, d->fd, d->buf, sizeof d->buf); },
+                                    static_cast<int64_t>(sizeof d->buf));
+      if (n <= 0) {
+        if (n == 0) errno = saved;  // end of directory: errno unchanged
+        return nullptr;
+      }
+      d->pos = 0;
+      d->len = static_cast<uint32_t>(n);
+    }
+    // linux_dirent64: u64 ino, s64 off, u16 reclen, u8 type, name (NUL-terminated).
+    const uint8_t* rec = d->buf + d->pos;
+    const uint32_t left = d->len - d->pos;
+    uint16_t reclen;
+    if (left < 20 || (memcpy(&reclen, rec + 16, 2), reclen < 20) || reclen > left) {
+      d->pos = d->len;
+      errno = EIO;  // a malformed record from the host
+      return nullptr;
+    }
+    d->pos += reclen;
+    const char* name = reinterpret_cast<const char*>(rec + 19);
+    const size_t max = reclen - 19u;
+    const size_t n = strnlen(name, max);
+    if (n == max || n == 0 || n >= sizeof d->entry.d_name || memchr(name, '/', n)) {
+      errno = EIO;
+      return nullptr;
+    }
+    memcpy(&d->entry.d_ino, rec, 8);
+    memcpy(&d->entry.d_off, rec + 8, 8);
+    d->entry.d_reclen = sizeof d->entry;
+    d->entry.d_type = rec[18];
+    memcpy(d->entry.d_name, name, n);
+    d->entry.d_name[n] = 0;
+    return &d->entry;
+  }
+}
+
+int closedir(DIR* d) {
+  if (!d) return fail(EBADF);
+  const int rc = close(d->fd);
+  free(d);
+  return rc;
+}
+
+void rewinddir(DIR* d) {
+  if (!d) return;
+  (void)lseek(d->fd, 0, SEEK_SET);
+  d->pos = d->len = 0;
+}
+
+int dirfd(DIR* d) { return d ? d->fd : fail(EBADF); }
+
+}  // extern "C"

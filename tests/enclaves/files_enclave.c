@@ -1,0 +1,167 @@
+/* The file-services test enclave: main(argv[1] = scenario) exercises the
+ * enclave's file calls on the mounts of files_enclave.toml, the way ported
+ * C code uses them (POSIX calls and musl stdio), and prints "SCENARIO ok"
+ * or the first step that failed with errno. Driven by
+ * tests/integration/files_test.cpp. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int failed(const char* step) {
+  printf("FAILED %s (errno %d: %s)\n", step, errno, strerror(errno));
+  return 1;
+}
+
+#define CHECK(cond, step)            \
+  do {                               \
+    if (!(cond)) return failed(step); \
+  } while (0)
+
+#define EXPECT_ERRNO(call, err, step)               \
+  do {                                              \
+    errno = 0;                                      \
+    if ((call) != -1 || errno != (err)) return failed(step); \
+  } while (0)
+
+static int untrusted(void) {
+  FILE* f = fopen("/data/notes.txt", "w");
+  CHECK(f, "fopen w");
+  for (int i = 0; i < 1000; ++i) CHECK(fprintf(f, "line %d\n", i) > 0, "fprintf");
+  CHECK(fclose(f) == 0, "fclose w");
+
+  f = fopen("/data/notes.txt", "r");
+  CHECK(f, "fopen r");
+  char line[64];
+  int n = 0;
+  while (fgets(line, sizeof line, f)) {
+    char want[64];
+    snprintf(want, sizeof want, "line %d\n", n);
+    CHECK(strcmp(line, want) == 0, "fgets content");
+    ++n;
+  }
+  CHECK(n == 1000, "fgets count");
+  CHECK(fseek(f, 5, SEEK_SET) == 0 && ftell(f) == 5, "fseek/ftell");
+  CHECK(fgetc(f) == '0', "fgetc after fseek");
+  CHECK(fclose(f) == 0, "fclose r");
+
+  f = fopen("/data/notes.txt", "a");
+  CHECK(f && fputs("appended\n", f) >= 0 && fclose(f) == 0, "fopen a");
+
+  int fd = open("/data/raw.bin", O_RDWR | O_CREAT | O_TRUNC, 0600);
+  CHECK(fd >= 0, "open raw");
+  static unsigned char big[300000];
+  for (size_t i = 0; i < sizeof big; ++i) big[i] = (unsigned char)(i * 7);
+  size_t done = 0;
+  while (done < sizeof big) {
+    ssize_t w = write(fd, big + done, sizeof big - done);
+    CHECK(w > 0, "write big");
+    done += (size_t)w;
+  }
+  struct stat st;
+  CHECK(fstat(fd, &st) == 0 && st.st_size == (off_t)sizeof big, "fstat size");
+  CHECK(pwrite(fd, "XYZ", 3, 10) == 3, "pwrite");
+  char three[3];
+  CHECK(pread(fd, three, 3, 10) == 3 && memcmp(three, "XYZ", 3) == 0, "pread");
+  CHECK(lseek(fd, 0, SEEK_SET) == 0, "lseek");
+  static unsigned char back[300000];
+  done = 0;
+  while (done < sizeof back) {
+    ssize_t r = read(fd, back + done, sizeof back - done);
+    CHECK(r > 0, "read big");
+    done += (size_t)r;
+  }
+  CHECK(read(fd, back, 1) == 0, "read at end");
+  CHECK(memcmp(back + 13, big + 13, sizeof big - 13) == 0 && memcmp(back + 10, "XYZ", 3) == 0, "content big");
+  struct flock lk = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 10};
+  CHECK(fcntl(fd, F_SETLK, &lk) == 0, "fcntl F_SETLK");
+  CHECK(ftruncate(fd, 100) == 0 && fstat(fd, &st) == 0 && st.st_size == 100, "ftruncate");
+  CHECK(fsync(fd) == 0 && fdatasync(fd) == 0, "fsync");
+  CHECK(close(fd) == 0, "close raw");
+  EXPECT_ERRNO(close(fd), EBADF, "close twice");
+
+  CHECK(mkdir("/data/dir", 0700) == 0, "mkdir");
+  CHECK(rename("/data/raw.bin", "/data/dir/moved.bin") == 0, "rename");
+  CHECK(stat("/data/dir/moved.bin", &st) == 0 && st.st_size == 100, "stat moved");
+  EXPECT_ERRNO(stat("/data/raw.bin", &st), ENOENT, "stat old name");
+  DIR* d = opendir("/data/dir");
+  CHECK(d, "opendir");
+  int seen = 0;
+  struct dirent* e;
+  while ((e = readdir(d)) != NULL) seen += strcmp(e->d_name, "moved.bin") == 0;
+  CHECK(seen == 1, "readdir");
+  CHECK(closedir(d) == 0, "closedir");
+  CHECK(access("/data/dir/moved.bin", R_OK) == 0, "access");
+  EXPECT_ERRNO(rmdir("/data/dir"), ENOTEMPTY, "rmdir non-empty");
+  CHECK(unlink("/data/dir/moved.bin") == 0 && rmdir("/data/dir") == 0, "unlink/rmdir");
+  EXPECT_ERRNO(rmdir("/data"), EBUSY, "rmdir mount point");
+  printf("untrusted ok\n");
+  return 0;
+}
+
+static int trusted(void) {
+  FILE* f = fopen("/etc/app/hello.txt", "r");
+  CHECK(f, "fopen trusted");
+  char line[64] = {0};
+  CHECK(fgets(line, sizeof line, f) && strcmp(line, "hello from a trusted file\n") == 0, "trusted content");
+  CHECK(fclose(f) == 0, "fclose trusted");
+  int fd = open("/etc/app/sub/numbers.txt", O_RDONLY);
+  CHECK(fd >= 0, "open trusted sub");
+  struct stat st;
+  CHECK(fstat(fd, &st) == 0 && st.st_size > 8000, "fstat trusted");
+  char buf[5];
+  CHECK(pread(fd, buf, 5, 0) == 5 && memcmp(buf, "1\n2\n3", 5) == 0, "pread trusted");
+  CHECK(lseek(fd, -5, SEEK_END) == st.st_size - 5, "lseek trusted");
+  CHECK(read(fd, buf, 5) == 5 && memcmp(buf, "2000\n", 5) == 0, "read trusted tail");
+  EXPECT_ERRNO(write(fd, "x", 1), EBADF, "write trusted");
+  CHECK(close(fd) == 0, "close trusted");
+  EXPECT_ERRNO(open("/etc/app/hello.txt", O_RDWR), EROFS, "open trusted rw");
+  EXPECT_ERRNO(open("/etc/app/new.txt", O_WRONLY | O_CREAT, 0600), EROFS, "create trusted");
+  EXPECT_ERRNO(unlink("/etc/app/hello.txt"), EROFS, "unlink trusted");
+  EXPECT_ERRNO(rename("/data/x", "/etc/app/x"), EROFS, "rename into trusted");
+  /* On the host but not in the manifest (the test puts it there). */
+  EXPECT_ERRNO(open("/etc/app/unlisted.txt", O_RDONLY), EACCES, "open unlisted");
+  printf("trusted ok\n");
+  return 0;
+}
+
+static int tampered(void) {
+  EXPECT_ERRNO(open("/etc/app/hello.txt", O_RDONLY), EACCES, "open tampered");
+  CHECK(fopen("/etc/app/hello.txt", "r") == NULL && errno == EACCES, "fopen tampered");
+  printf("tampered refused\n");
+  return 0;
+}
+
+static int paths(void) {
+  /* ".." never climbs out of a mount: this is /etc/passwd, under no mount. */
+  EXPECT_ERRNO(open("/data/../../etc/passwd", O_RDONLY), ENOENT, "dotdot escape");
+  EXPECT_ERRNO(open("/nomount/x", O_RDONLY), ENOENT, "no mount");
+  EXPECT_ERRNO(open("", O_RDONLY), ENOENT, "empty path");
+  char longpath[5000];
+  memset(longpath, 'a', sizeof longpath - 1);
+  longpath[0] = '/';
+  longpath[sizeof longpath - 1] = 0;
+  EXPECT_ERRNO(open(longpath, O_RDONLY), ENAMETOOLONG, "long path");
+  /* A relative path is taken from "/"; ".." and "." are resolved first. */
+  FILE* f = fopen("data/./sub/../rel.txt", "w");
+  CHECK(f && fputs("r", f) >= 0 && fclose(f) == 0, "relative path");
+  CHECK(access("/data/rel.txt", F_OK) == 0 && unlink("/data/rel.txt") == 0, "relative path resolved");
+  EXPECT_ERRNO(openat(99, "x", O_RDONLY), ENOSYS, "openat with a directory");
+  EXPECT_ERRNO(read(0, longpath, 1), EBADF, "host stdin is not ours");
+  EXPECT_ERRNO(close(2), EBADF, "host stderr is not ours");
+  EXPECT_ERRNO(open("/secret/x", O_RDONLY), ENOSYS, "protected not served yet");
+  printf("paths ok\n");
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  if (argc < 2) return 2;
+  if (strcmp(argv[1], "untrusted") == 0) return untrusted();
+  if (strcmp(argv[1], "trusted") == 0) return trusted();
+  if (strcmp(argv[1], "tampered") == 0) return tampered();
+  if (strcmp(argv[1], "paths") == 0) return paths();
+  return 2;
+}

@@ -1,0 +1,119 @@
+// The enclave's file services end to end: tests/enclaves/files_enclave.c
+// runs under `teemate enclave run` in a working directory prepared here
+// (data/ for the untrusted mount, a copy of tests/enclaves/files/trusted
+// for the trusted one), and its scenarios check POSIX calls and musl stdio
+// on each mount type, the refusal of a tampered or unlisted trusted file,
+// and that no path leaves its mount.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "host/image/image_file.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string build_dir() {
+  const char* d = std::getenv("TEEMATE_BUILD_DIR");
+  return d ? d : "build";
+}
+std::string source_dir() {
+  const char* d = std::getenv("TEEMATE_SOURCE_DIR");
+  return d ? d : ".";
+}
+
+class FilesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/teemate-files-test-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    fs::create_directories(dir_ / "data");
+    fs::create_directories(dir_ / "files");
+    fs::copy(fs::path(source_dir()) / "tests/enclaves/files/trusted", dir_ / "files/trusted",
+             fs::copy_options::recursive);
+    std::ofstream(dir_ / "files/trusted/unlisted.txt") << "not in the manifest\n";
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // Runs the scenario; returns the exit status and stdout+stderr.
+  int run(const std::string& scenario, std::string* out) {
+    int p[2];
+    if (pipe(p) != 0) return -1;
+    const std::string teemate = build_dir() + "/bin/teemate";
+    const std::string image = build_dir() + "/enclaves/files.tme";
+    pid_t pid = fork();
+    if (pid == 0) {
+      dup2(p[1], 1);
+      dup2(p[1], 2);
+      close(p[0]);
+      if (chdir(dir_.c_str()) != 0) _exit(126);
+      execl(teemate.c_str(), "teemate", "enclave", "run", image.c_str(), "--", scenario.c_str(), nullptr);
+      _exit(127);
+    }
+    close(p[1]);
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(p[0], buf, sizeof buf)) > 0) out->append(buf, static_cast<size_t>(n));
+    close(p[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(FilesTest, TheImageCarriesTheMountsAndTrustedDigests) {
+  auto img = teemate::image::read_image_file(build_dir() + "/enclaves/files.tme");
+  ASSERT_TRUE(img.ok()) << img.status().to_string();
+  const auto& m = img->config.manifest;
+  ASSERT_EQ(m.mounts.size(), 3u);
+  ASSERT_EQ(m.files.size(), 2u);
+  EXPECT_EQ(m.files[0].path, "/etc/app/hello.txt");
+  EXPECT_EQ(m.files[1].path, "/etc/app/sub/numbers.txt");
+  EXPECT_EQ(m.files[0].size, 26u);
+}
+
+TEST_F(FilesTest, UntrustedMountServesPosixAndStdio) {
+  std::string out;
+  EXPECT_EQ(run("untrusted", &out), 0) << out;
+  EXPECT_NE(out.find("untrusted ok"), std::string::npos) << out;
+  // What the enclave wrote is on the host, in clear.
+  std::ifstream notes(dir_ / "data/notes.txt");
+  std::string first;
+  std::getline(notes, first);
+  EXPECT_EQ(first, "line 0");
+  EXPECT_FALSE(fs::exists(dir_ / "data/dir"));
+}
+
+TEST_F(FilesTest, TrustedMountServesMeasuredFilesOnly) {
+  std::string out;
+  EXPECT_EQ(run("trusted", &out), 0) << out;
+  EXPECT_NE(out.find("trusted ok"), std::string::npos) << out;
+  EXPECT_TRUE(fs::exists(dir_ / "files/trusted/hello.txt")) << "the enclave must not have removed it";
+}
+
+TEST_F(FilesTest, ATamperedTrustedFileIsRefused) {
+  for (const char* content : {"hello from a trusted filE\n", "hello from a trusted file\nmore", "hello"}) {
+    std::ofstream(dir_ / "files/trusted/hello.txt", std::ios::trunc) << content;
+    std::string out;
+    EXPECT_EQ(run("tampered", &out), 0) << "content: " << content << "\n" << out;
+    EXPECT_NE(out.find("tampered refused"), std::string::npos) << out;
+  }
+}
+
+TEST_F(FilesTest, PathsNeverLeaveTheirMount) {
+  std::string out;
+  EXPECT_EQ(run("paths", &out), 0) << out;
+  EXPECT_NE(out.find("paths ok"), std::string::npos) << out;
+}
+
+}  // namespace
