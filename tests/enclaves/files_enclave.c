@@ -152,8 +152,78 @@ static int paths(void) {
   EXPECT_ERRNO(openat(99, "x", O_RDONLY), ENOSYS, "openat with a directory");
   EXPECT_ERRNO(read(0, longpath, 1), EBADF, "host stdin is not ours");
   EXPECT_ERRNO(close(2), EBADF, "host stderr is not ours");
-  EXPECT_ERRNO(open("/secret/x", O_RDONLY), ENOSYS, "protected not served yet");
+  EXPECT_ERRNO(open("/secret/missing", O_RDONLY), ENOENT, "protected missing");
+  EXPECT_ERRNO(rename("/secret/a", "/data/a"), EXDEV, "rename across mount types");
   printf("paths ok\n");
+  return 0;
+}
+
+/* 3 chunks and 100 bytes of a pattern with a marker the host must never see. */
+#define DB_SIZE (3 * 4096 + 100)
+static unsigned char pattern(size_t i) { return (unsigned char)((i * 31 + 7) & 0xff); }
+static const char kMarker[] = "PLAINTEXT-MARKER-0123456789";
+
+static int protected_write(void) {
+  int fd = open("/secret/db.bin", O_RDWR | O_CREAT | O_TRUNC, 0600);
+  CHECK(fd >= 0, "create protected");
+  static unsigned char buf[DB_SIZE];
+  for (size_t i = 0; i < sizeof buf; ++i) buf[i] = pattern(i);
+  memcpy(buf + 5000, kMarker, sizeof kMarker - 1);
+  CHECK(write(fd, buf, 4000) == 4000 && write(fd, buf + 4000, sizeof buf - 4000) == (ssize_t)(sizeof buf - 4000),
+        "write protected");
+  CHECK(fsync(fd) == 0, "fsync protected");
+  CHECK(close(fd) == 0, "close protected");
+  FILE* f = fopen("/secret/notes.txt", "w");
+  CHECK(f && fprintf(f, "%s notes\n", kMarker) > 0 && fclose(f) == 0, "fopen protected");
+  printf("protected written\n");
+  return 0;
+}
+
+static int protected_read(void) {
+  int fd = open("/secret/db.bin", O_RDWR);
+  CHECK(fd >= 0, "open protected");
+  struct stat st;
+  CHECK(fstat(fd, &st) == 0 && st.st_size == DB_SIZE, "fstat protected");
+  static unsigned char buf[DB_SIZE];
+  CHECK(read(fd, buf, sizeof buf) == DB_SIZE && read(fd, buf, 1) == 0, "read protected");
+  for (size_t i = 0; i < sizeof buf; ++i) {
+    if (i >= 5000 && i < 5000 + sizeof kMarker - 1) continue;
+    CHECK(buf[i] == pattern(i), "protected content");
+  }
+  CHECK(memcmp(buf + 5000, kMarker, sizeof kMarker - 1) == 0, "protected marker");
+  /* Change the middle, grow past the end with a gap, shrink, then reread. */
+  CHECK(pwrite(fd, "MID", 3, 6000) == 3, "pwrite protected");
+  CHECK(pwrite(fd, "END", 3, 20000) == 3, "pwrite past the end");
+  CHECK(fstat(fd, &st) == 0 && st.st_size == 20003, "grown size");
+  char z[4] = {1, 1, 1, 1};
+  CHECK(pread(fd, z, 4, 15000) == 4 && !z[0] && !z[1] && !z[2] && !z[3], "gap reads zero");
+  CHECK(ftruncate(fd, 7000) == 0, "ftruncate protected");
+  CHECK(lseek(fd, 0, SEEK_END) == 7000, "lseek end protected");
+  CHECK(close(fd) == 0, "close protected rw");
+  CHECK(stat("/secret/db.bin", &st) == 0 && st.st_size == 7000, "stat protected");
+  CHECK(rename("/secret/db.bin", "/secret/moved.bin") == 0, "rename protected");
+  fd = open("/secret/moved.bin", O_RDONLY);
+  CHECK(fd >= 0, "open renamed protected");
+  char mid[3];
+  CHECK(pread(fd, mid, 3, 6000) == 3 && memcmp(mid, "MID", 3) == 0, "renamed content");
+  EXPECT_ERRNO(write(fd, "x", 1), EBADF, "write read-only protected");
+  CHECK(close(fd) == 0, "close renamed");
+  FILE* f = fopen("/secret/notes.txt", "a+");
+  CHECK(f && fputs("more\n", f) >= 0 && fclose(f) == 0, "append protected");
+  f = fopen("/secret/notes.txt", "r");
+  char line[80];
+  CHECK(f && fgets(line, sizeof line, f) && strstr(line, kMarker) && fgets(line, sizeof line, f) &&
+            strcmp(line, "more\n") == 0 && fclose(f) == 0,
+        "reread appended protected");
+  CHECK(unlink("/secret/moved.bin") == 0, "unlink protected");
+  EXPECT_ERRNO(open("/secret/empty", O_RDONLY), ENOENT, "missing protected");
+  printf("protected ok\n");
+  return 0;
+}
+
+static int protected_check(void) {
+  EXPECT_ERRNO(open("/secret/db.bin", O_RDONLY), EIO, "open tampered protected");
+  printf("protected refused\n");
   return 0;
 }
 
@@ -163,5 +233,8 @@ int main(int argc, char** argv) {
   if (strcmp(argv[1], "trusted") == 0) return trusted();
   if (strcmp(argv[1], "tampered") == 0) return tampered();
   if (strcmp(argv[1], "paths") == 0) return paths();
+  if (strcmp(argv[1], "protected-write") == 0) return protected_write();
+  if (strcmp(argv[1], "protected-read") == 0) return protected_read();
+  if (strcmp(argv[1], "protected-check") == 0) return protected_check();
   return 2;
 }

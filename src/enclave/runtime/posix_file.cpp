@@ -8,7 +8,10 @@
  *   trusted mounts:   read-only; a file is read whole at open, and its size
  *                     and SHA-256 must be the manifest's, or open fails with
  *                     EACCES; reads are served from that verified copy.
- *   protected mounts: not served yet (ENOSYS).
+ *   protected mounts: encrypted and authenticated (protected_file.cpp); a
+ *                     file is decrypted and verified whole at open (EIO if
+ *                     any check fails), edited in enclave memory and
+ *                     encrypted back at fsync and close.
  * Every host answer is checked (counts, errno values, record lengths)
  * before use; only descriptors the enclave opened are usable. A file's
  * state lives in the calling process's memory. Nothing here contains a
@@ -27,6 +30,7 @@
 #include "mbedtls/sha256.h"
 #include "mounts.h"
 #include "posix_call.h"
+#include "protected_file.h"
 #include "runtime.h"
 #include "tm_posix_t.h"
 
@@ -40,8 +44,12 @@ struct OpenFile {
   uint64_t offset;
   uint8_t* data;     // trusted: the verified contents
   uint64_t size;
+  ProtectedFile* prot;  // protected: the decrypted contents
   bool directory;
 };
+
+bool in_memory(const OpenFile* f) { return !f->directory && (f->type == abi::kMountTrusted || f->prot); }
+uint64_t memory_size(const OpenFile* f) { return f->prot ? pf_size(f->prot) : f->size; }
 
 int fail(int e) {
   errno = e;
@@ -112,15 +120,19 @@ int load_trusted(int fd, const abi::ManifestFile& want, OpenFile* f) {
 bool writes(int flags) { return (flags & O_ACCMODE) != O_RDONLY || (flags & (O_CREAT | O_TRUNC)); }
 
 int open_resolved(const ResolvedPath& r, int flags, mode_t mode) {
-  if (r.type == abi::kMountProtected) return fail(ENOSYS);
   const bool trusted = r.type == abi::kMountTrusted;
+  const bool prot = r.type == abi::kMountProtected;
   if (trusted && writes(flags)) return fail(EROFS);
   auto* f = static_cast<OpenFile*>(calloc(1, sizeof(OpenFile)));
   if (!f) return fail(ENOMEM);
   f->type = r.type;
   f->flags = flags;
   f->lock = TM_SPINLOCK_INIT;
-  const int host_flags = trusted ? (O_RDONLY | (flags & (O_DIRECTORY | O_NOFOLLOW))) : flags;
+  int host_flags = trusted ? (O_RDONLY | (flags & (O_DIRECTORY | O_NOFOLLOW))) : flags;
+  if (prot) {
+    // The enclave reads what it writes back, truncates and appends itself.
+    host_flags = (flags & ~(O_ACCMODE | O_TRUNC | O_APPEND)) | (writes(flags) ? O_RDWR : O_RDONLY);
+  }
   const long long fd = host_call([&](int64_t* res) { return tm_open(res, r.host_path, host_flags, mode); }, INT_MAX);
   if (fd < 0) {
     free(f);
@@ -131,8 +143,11 @@ int open_resolved(const ResolvedPath& r, int flags, mode_t mode) {
   struct stat sb;
   memcpy(&sb, st, sizeof sb < sizeof st ? sizeof sb : sizeof st);
   f->directory = s == 0 && S_ISDIR(sb.st_mode);
-  if (trusted && !f->directory) {
-    const int e = r.trusted ? load_trusted(static_cast<int>(fd), *r.trusted, f) : EACCES;
+  if ((trusted || prot) && !f->directory) {
+    const bool can_write = writes(flags);
+    const int e = prot ? pf_open(static_cast<int>(fd), r.enclave_path, can_write && (flags & (O_CREAT | O_TRUNC)),
+                                 can_write && (flags & O_TRUNC), &f->prot)
+                       : r.trusted ? load_trusted(static_cast<int>(fd), *r.trusted, f) : EACCES;
     if (e) {
       close_host(static_cast<int>(fd));
       free(f);
@@ -142,6 +157,7 @@ int open_resolved(const ResolvedPath& r, int flags, mode_t mode) {
   if (!fd_own(static_cast<int>(fd), f)) {
     close_host(static_cast<int>(fd));
     free(f->data);
+    pf_free(f->prot);
     free(f);
     return fail(EMFILE);
   }
@@ -152,11 +168,16 @@ long long io_read(int fd, OpenFile* f, void* buf, size_t len, int64_t at) {
   if (len && !buf) return fail(EFAULT);
   if (f->directory) return fail(EISDIR);
   if ((f->flags & O_ACCMODE) == O_WRONLY) return fail(EBADF);
-  if (f->data || f->type == abi::kMountTrusted) {
+  if (in_memory(f)) {
     tm_spin_lock(&f->lock);
     const uint64_t from = at >= 0 ? static_cast<uint64_t>(at) : f->offset;
-    const uint64_t n = from >= f->size ? 0 : (f->size - from < len ? f->size - from : len);
-    if (n) memcpy(buf, f->data + from, n);
+    uint64_t n;
+    if (f->prot) {
+      n = pf_read(f->prot, buf, len, from);
+    } else {
+      n = from >= f->size ? 0 : (f->size - from < len ? f->size - from : len);
+      if (n) memcpy(buf, f->data + from, n);
+    }
     if (at < 0) f->offset = from + n;
     tm_spin_unlock(&f->lock);
     return static_cast<long long>(n);
@@ -179,6 +200,14 @@ long long io_write(int fd, OpenFile* f, const void* buf, size_t len, int64_t at)
   if (len && !buf) return fail(EFAULT);
   if (f->directory) return fail(EISDIR);
   if (f->type == abi::kMountTrusted || (f->flags & O_ACCMODE) == O_RDONLY) return fail(EBADF);
+  if (f->prot) {
+    tm_spin_lock(&f->lock);
+    const uint64_t to = (f->flags & O_APPEND) ? pf_size(f->prot) : at >= 0 ? static_cast<uint64_t>(at) : f->offset;
+    const int e = pf_write(f->prot, buf, len, to);
+    if (!e && at < 0) f->offset = to + len;
+    tm_spin_unlock(&f->lock);
+    return e ? fail(e) : static_cast<long long>(len);
+  }
   if (len > kMaxIo) len = kMaxIo;  // a short write, as POSIX allows
   const uint8_t* p = static_cast<const uint8_t*>(buf);
   return host_call(
@@ -199,11 +228,38 @@ int mutate(const char* path, F call) {
   if (!r) return -1;
   int rc;
   if (r->type == abi::kMountTrusted) rc = fail(EROFS);
-  else if (r->type == abi::kMountProtected) rc = fail(ENOSYS);
   else if (r->at_mount_root) rc = fail(EBUSY);  // a mount point stays
   else rc = static_cast<int>(host_call([&](int64_t* res) { return call(res, r->host_path); }, 0));
   free(r);
   return rc;
+}
+
+// A protected file is bound to its enclave path: rename it on the host,
+// then open it there (checked against the old path) and bind it to the new
+// one. A failed host rename changes nothing; a crash between the two steps
+// leaves a file that verifies under neither name (EIO), never one that
+// verifies with other contents.
+int rename_protected(const ResolvedPath& from, const ResolvedPath& to) {
+  uint8_t st[144];
+  const long long s = host_call([&](int64_t* res) { return tm_stat(res, from.host_path, st, sizeof st, 1); }, 0);
+  if (s < 0) return -1;
+  struct stat sb;
+  memcpy(&sb, st, sizeof sb);
+  if (S_ISDIR(sb.st_mode)) return fail(EXDEV);  // its files are bound to their paths: move them one by one
+  if (host_call([&](int64_t* res) { return tm_rename(res, from.host_path, to.host_path); }, 0) < 0) return -1;
+  if (!S_ISREG(sb.st_mode)) return 0;
+  auto* moved = static_cast<ResolvedPath*>(malloc(sizeof(ResolvedPath)));
+  if (!moved) return fail(ENOMEM);
+  *moved = from;
+  memcpy(moved->host_path, to.host_path, sizeof moved->host_path);
+  const int fd = open_resolved(*moved, O_RDWR, 0);
+  free(moved);
+  if (fd < 0) return -1;
+  OpenFile* f = nullptr;
+  int e = lookup(fd, &f) && f && f->prot ? pf_rebind(f->prot, to.enclave_path) : EBADF;
+  if (!e) e = pf_flush(f->prot, fd);
+  if (close(fd) != 0 && !e) e = errno;
+  return e ? fail(e) : 0;
 }
 
 }  // namespace
@@ -287,12 +343,12 @@ off_t lseek(int fd, off_t offset, int whence) {
   OpenFile* f;
   if (!lookup(fd, &f)) return -1;
   if (!f) return fail(ESPIPE);
-  if (f->type != abi::kMountTrusted || f->directory) {
+  if (!in_memory(f)) {
     return static_cast<off_t>(host_call([&](int64_t* res) { return tm_lseek(res, fd, offset, whence); }, INT64_MAX));
   }
   tm_spin_lock(&f->lock);
   const int64_t base = whence == SEEK_SET ? 0 : whence == SEEK_CUR ? static_cast<int64_t>(f->offset)
-                                              : whence == SEEK_END ? static_cast<int64_t>(f->size) : -1;
+                                              : whence == SEEK_END ? static_cast<int64_t>(memory_size(f)) : -1;
   int64_t to = -1;
   if (base < 0 || __builtin_add_overflow(base, static_cast<int64_t>(offset), &to)) to = -1;
   if (to >= 0) f->offset = static_cast<uint64_t>(to);
@@ -304,10 +360,14 @@ int close(int fd) {
   OpenFile* f;
   if (!lookup(fd, &f)) return -1;
   if (!f) return socket_close(fd);
+  // A protected file's changes go back first; an error is the close's.
+  const int flushed = f->prot && writes(f->flags) ? pf_flush(f->prot, fd) : 0;
   const long long r = host_call([&](int64_t* res) { return tm_close(res, fd); }, 0);
   fd_disown(fd);
   free(f->data);
+  pf_free(f->prot);
   free(f);
+  if (flushed) return fail(flushed);
   return static_cast<int>(r);
 }
 
@@ -316,6 +376,9 @@ int fsync(int fd) {
   if (!lookup(fd, &f)) return -1;
   if (!f) return fail(EINVAL);
   if (f->type == abi::kMountTrusted) return 0;
+  if (f->prot && writes(f->flags)) {
+    if (const int e = pf_flush(f->prot, fd)) return fail(e);
+  }
   return static_cast<int>(host_call([&](int64_t* res) { return tm_fsync(res, fd, 0); }, 0));
 }
 
@@ -324,6 +387,9 @@ int fdatasync(int fd) {
   if (!lookup(fd, &f)) return -1;
   if (!f) return fail(EINVAL);
   if (f->type == abi::kMountTrusted) return 0;
+  if (f->prot && writes(f->flags)) {
+    if (const int e = pf_flush(f->prot, fd)) return fail(e);
+  }
   return static_cast<int>(host_call([&](int64_t* res) { return tm_fsync(res, fd, 1); }, 0));
 }
 
@@ -333,6 +399,12 @@ int ftruncate(int fd, off_t length) {
   if (!f || f->directory) return fail(EINVAL);
   if (length < 0) return fail(EINVAL);
   if (f->type == abi::kMountTrusted || (f->flags & O_ACCMODE) == O_RDONLY) return fail(EBADF);
+  if (f->prot) {
+    tm_spin_lock(&f->lock);
+    const int e = pf_truncate(f->prot, static_cast<uint64_t>(length));
+    tm_spin_unlock(&f->lock);
+    return e ? fail(e) : 0;
+  }
   return static_cast<int>(host_call([&](int64_t* res) { return tm_ftruncate(res, fd, length); }, 0));
 }
 
@@ -342,9 +414,10 @@ int fstat(int fd, struct stat* st) {
   if (!lookup(fd, &f)) return -1;
   uint8_t raw[144];
   if (stat_into(host_call([&](int64_t* res) { return tm_fstat(res, fd, raw, sizeof raw); }, 0), raw, st) < 0) return -1;
-  if (f && f->type == abi::kMountTrusted && !f->directory) {
-    st->st_size = static_cast<off_t>(f->size);  // the verified size, whatever the host says
-    st->st_mode = (st->st_mode & ~0222u);
+  if (f && in_memory(f)) {
+    st->st_size = static_cast<off_t>(memory_size(f));  // the verified size, whatever the host says
+    st->st_blocks = static_cast<blkcnt_t>((memory_size(f) + 511) / 512);
+    if (f->type == abi::kMountTrusted) st->st_mode = (st->st_mode & ~0222u);
   }
   return 0;
 }
@@ -358,6 +431,16 @@ static int stat_path(const char* path, struct stat* st, int nofollow) {
   if (rc == 0 && r->type == abi::kMountTrusted && !S_ISDIR(st->st_mode)) {
     if (!r->trusted) rc = fail(EACCES);
     else st->st_size = static_cast<off_t>(r->trusted->size);
+  }
+  if (rc == 0 && r->type == abi::kMountProtected && S_ISREG(st->st_mode)) {
+    // The size is the verified plaintext's: open (and so check) the file.
+    const int fd = open_resolved(*r, O_RDONLY, 0);
+    if (fd < 0 || fstat(fd, st) != 0) rc = -1;
+    if (fd >= 0) {
+      const int saved = errno;
+      close(fd);
+      errno = saved;
+    }
   }
   free(r);
   return rc;
@@ -398,8 +481,9 @@ int rename(const char* from, const char* to) {
   }
   int rc;
   if (a->type == abi::kMountTrusted || b->type == abi::kMountTrusted) rc = fail(EROFS);
-  else if (a->type == abi::kMountProtected || b->type == abi::kMountProtected) rc = fail(ENOSYS);
+  else if ((a->type == abi::kMountProtected) != (b->type == abi::kMountProtected)) rc = fail(EXDEV);
   else if (a->at_mount_root || b->at_mount_root) rc = fail(EBUSY);
+  else if (a->type == abi::kMountProtected) rc = rename_protected(*a, *b);
   else rc = static_cast<int>(host_call([&](int64_t* res) { return tm_rename(res, a->host_path, b->host_path); }, 0));
   free(a);
   free(b);
