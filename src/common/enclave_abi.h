@@ -225,6 +225,11 @@ enum RuntimeEcall : uint32_t {
   // built it, before any process attaches. From then on the enclave is
   // shared: every ECALL needs a bound TCS and its lease token.
   kEcallClaimControl = 7,
+  // ---- Runtime ECALLs of the application's process (lease token) ----
+  // A thread pthread_create asked for (the tm_thread_spawn OCALL):
+  // scalars[0] in: the handle the enclave gave the host. Runs the thread's
+  // start routine on this TCS until it returns or calls pthread_exit.
+  kEcallThreadRun = 8,
 };
 inline constexpr uint32_t kLastControlEcall = kEcallClaimControl;
 inline constexpr bool is_control_ecall(uint32_t id) { return id >= kEcallResetThread && id <= kLastControlEcall; }

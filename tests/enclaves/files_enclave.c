@@ -3,6 +3,7 @@
  * C code uses them (POSIX calls and musl stdio), and prints "SCENARIO ok"
  * or the first step that failed with errno. Driven by
  * tests/integration/files_test.cpp. */
+#define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -227,6 +228,60 @@ static int protected_check(void) {
   return 0;
 }
 
+/* Regressions of the first hostile review. */
+static int review(void) {
+  /* fcntl(F_SETFL, O_APPEND) on a protected file appends in the enclave. */
+  int fd = open("/secret/app.bin", O_RDWR | O_CREAT | O_TRUNC, 0600);
+  CHECK(fd >= 0 && write(fd, "HELLO", 5) == 5 && close(fd) == 0, "protected HELLO");
+  fd = open("/secret/app.bin", O_RDWR);
+  CHECK(fd >= 0 && fcntl(fd, F_SETFL, O_APPEND) == 0 && (fcntl(fd, F_GETFL) & O_APPEND), "F_SETFL O_APPEND");
+  CHECK(write(fd, "WORLD", 5) == 5 && close(fd) == 0, "append protected");
+  char buf[16] = {0};
+  fd = open("/secret/app.bin", O_RDONLY);
+  CHECK(fd >= 0 && read(fd, buf, sizeof buf) == 10 && memcmp(buf, "HELLOWORLD", 10) == 0 && close(fd) == 0,
+        "HELLOWORLD");
+  /* A rename while a changed copy is open keeps the change under the new name. */
+  fd = open("/secret/app.bin", O_RDWR);
+  CHECK(fd >= 0 && pwrite(fd, "J", 1, 0) == 1, "pwrite open protected");
+  CHECK(rename("/secret/app.bin", "/secret/moved.bin") == 0 && close(fd) == 0, "rename open protected");
+  fd = open("/secret/moved.bin", O_RDONLY);
+  CHECK(fd >= 0 && read(fd, buf, 10) == 10 && memcmp(buf, "JELLOWORLD", 10) == 0 && close(fd) == 0,
+        "renamed open protected");
+  /* A created protected file is valid at once. */
+  fd = open("/secret/new.bin", O_WRONLY | O_CREAT, 0600);
+  struct stat st;
+  CHECK(fd >= 0 && stat("/secret/new.bin", &st) == 0 && st.st_size == 0 && close(fd) == 0, "stat new protected");
+  /* fdopen "a" appends; an empty mode is refused. */
+  FILE* f = fopen("/data/x", "w");
+  CHECK(f && fputs("HELLO", f) >= 0 && fclose(f) == 0, "fopen w");
+  fd = open("/data/x", O_RDWR);
+  f = fdopen(fd, "a");
+  CHECK(f && fputs("X", f) >= 0 && fclose(f) == 0, "fdopen a");
+  f = fopen("/data/x", "r");
+  CHECK(f && fgets(buf, sizeof buf, f) && strcmp(buf, "HELLOX") == 0 && fclose(f) == 0, "HELLOX");
+  CHECK(fopen("/data/x", "") == NULL && errno == EINVAL, "empty fopen mode");
+  CHECK(fdopen(77, "r") == NULL && errno == EBADF, "fdopen of a foreign descriptor");
+  /* A trailing '/' needs a directory; a lock needs a lock structure. */
+  EXPECT_ERRNO(open("/data/x/", O_RDONLY), ENOTDIR, "trailing slash on a file");
+  fd = open("/data/x", O_RDWR);
+  EXPECT_ERRNO(fcntl(fd, F_SETLK, (void*)0), EFAULT, "F_SETLK NULL");
+  EXPECT_ERRNO(fcntl(fd, F_GETLK, (void*)0x10), EFAULT, "F_GETLK wild pointer");
+  CHECK(close(fd) == 0, "close x");
+  printf("review ok\n");
+  return 0;
+}
+
+/* Under the hostile host shim: the host answers an open with a descriptor
+ * the enclave already owns (alias) or with its stdout. */
+static int alias(void) {
+  int fd = open("/data/pub", O_RDWR | O_CREAT, 0600);
+  CHECK(fd >= 0, "open pub");
+  EXPECT_ERRNO(open("/secret/leak", O_RDWR | O_CREAT, 0600), EIO, "aliased descriptor");
+  CHECK(write(fd, "public", 6) == 6 && close(fd) == 0, "pub still ours");
+  printf("alias refused\n");
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) return 2;
   if (strcmp(argv[1], "untrusted") == 0) return untrusted();
@@ -236,5 +291,7 @@ int main(int argc, char** argv) {
   if (strcmp(argv[1], "protected-write") == 0) return protected_write();
   if (strcmp(argv[1], "protected-read") == 0) return protected_read();
   if (strcmp(argv[1], "protected-check") == 0) return protected_check();
+  if (strcmp(argv[1], "review") == 0) return review();
+  if (strcmp(argv[1], "alias") == 0) return alias();
   return 2;
 }

@@ -19,15 +19,13 @@
 #include <vector>
 
 #include "host/image/image_file.h"
+#include "run_program.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string build_dir() {
-  const char* d = std::getenv("TEEMATE_BUILD_DIR");
-  return d ? d : "build";
-}
+using teemate::testing::build_dir;
 std::string source_dir() {
   const char* d = std::getenv("TEEMATE_SOURCE_DIR");
   return d ? d : ".";
@@ -48,29 +46,10 @@ class FilesTest : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  // Runs the scenario; returns the exit status and stdout+stderr.
-  int run(const std::string& scenario, std::string* out) {
-    int p[2];
-    if (pipe(p) != 0) return -1;
-    const std::string teemate = build_dir() + "/bin/teemate";
-    const std::string image = build_dir() + "/enclaves/files.tme";
-    pid_t pid = fork();
-    if (pid == 0) {
-      dup2(p[1], 1);
-      dup2(p[1], 2);
-      close(p[0]);
-      if (chdir(dir_.c_str()) != 0) _exit(126);
-      execl(teemate.c_str(), "teemate", "enclave", "run", image.c_str(), "--", scenario.c_str(), nullptr);
-      _exit(127);
-    }
-    close(p[1]);
-    char buf[4096];
-    ssize_t n;
-    while ((n = read(p[0], buf, sizeof buf)) > 0) out->append(buf, static_cast<size_t>(n));
-    close(p[0]);
-    int st = 0;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  // Runs the scenario in the prepared directory; `env`: extra NAME=value
+  // settings (the hostile host shim's).
+  int run(const std::string& scenario, std::string* out, const std::vector<std::string>& env = {}) {
+    return teemate::testing::run_program(build_dir() + "/enclaves/files.tme", {scenario}, out, dir_.string(), env);
   }
 
   fs::path dir_;
@@ -140,6 +119,30 @@ TEST_F(FilesTest, ProtectedFilesRoundTripEncrypted) {
   EXPECT_EQ(run("protected-read", &out), 0) << out;
   EXPECT_NE(out.find("protected ok"), std::string::npos) << out;
   EXPECT_FALSE(fs::exists(dir_ / "secret/moved.bin"));
+}
+
+TEST_F(FilesTest, ReviewRegressions) {
+  std::string out;
+  EXPECT_EQ(run("review", &out), 0) << out;
+  EXPECT_NE(out.find("review ok"), std::string::npos) << out;
+  EXPECT_EQ(slurp(dir_ / "data/x"), "HELLOX");
+}
+
+// A host that answers an open with a descriptor the enclave already owns
+// (or with its own stdout) gets an error, never the data of another file.
+TEST_F(FilesTest, AHostAliasingDescriptorsIsRefused) {
+  // The shim is not sanitized: let an ASan-built teemate accept it.
+  const char* asan = std::getenv("ASAN_OPTIONS");
+  const std::string asan_env = std::string("ASAN_OPTIONS=") + (asan ? asan : "") + ":verify_asan_link_order=0";
+  for (const char* mode : {"alias", "stdout"}) {
+    std::string out;
+    const int rc = run("alias", &out,
+                       {std::string("LD_PRELOAD=") + TEEMATE_HOSTILE_SHIM, std::string("HOSTILE_MODE=") + mode,
+                        "HOSTILE_PREV=data/pub", "HOSTILE_MATCH=secret/leak", asan_env});
+    EXPECT_EQ(rc, 0) << mode << "\n" << out;
+    EXPECT_NE(out.find("alias refused"), std::string::npos) << mode << "\n" << out;
+    EXPECT_EQ(slurp(dir_ / "data/pub"), "public") << mode;
+  }
 }
 
 // Every change the host can make to a protected file is an error, never data.

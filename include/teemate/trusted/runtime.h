@@ -226,6 +226,16 @@ void tm_mutex_lock(tm_mutex* m);
 int tm_mutex_trylock(tm_mutex* m); /* 1 when taken */
 void tm_mutex_unlock(tm_mutex* m);
 
+/* Futex-style waiting, between any threads of the enclave (pthread_create'd
+ * ones, ECALL threads, threads of other attached processes): tm_wait
+ * returns 0 once *addr differs from `expected` (checked before it sleeps,
+ * and after every wake-up: wake-ups may be spurious), or ETIMEDOUT after
+ * `timeout_ns` (negative: no limit). tm_wake wakes every waiter on addr.
+ * The host sleeps and wakes threads but never sees the word; a wake from a
+ * thread of another attached process arrives within 20 ms. */
+int tm_wait(volatile uint32_t* addr, uint32_t expected, int64_t timeout_ns);
+void tm_wake(volatile uint32_t* addr);
+
 /* ---- Shared and per-process memory -------------------------------------
  * In a shared enclave, `malloc`, `new` and the standard containers' default
  * allocator on a thread of an attached process take memory from that

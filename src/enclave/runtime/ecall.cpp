@@ -35,6 +35,7 @@ int run_main_ecall(tm_call* call) {
 tm_ecall_fn find_ecall(uint32_t id) {
   if (id == abi::kEcallPing) return ping_ecall;
   if (id == abi::kEcallRunMain) return run_main_ecall;
+  if (id == abi::kEcallThreadRun) return thread_run_ecall;
   if (id < abi::kFirstUserCall) return nullptr;
   for (const tm_ecall_entry* e = __start_teemate_ecalls; e && e < __stop_teemate_ecalls; ++e) {
     if (e->id == id) return e->fn;
@@ -173,6 +174,11 @@ extern "C" int64_t teemate_ecall_entry(uint64_t reason, uint64_t frame_addr, uin
     __atomic_add_fetch(&td->ecall_depth, 1, __ATOMIC_SEQ_CST);
   }
 
+  if (!td->current_ecall) {
+    // An outermost ECALL is a new thread as far as pthreads go.
+    td->pthread = nullptr;
+    memset(td->tsd, 0, sizeof td->tsd);
+  }
   EcallState st{};
   st.copy_heap = &current_heap();
   st.outer = td->current_ecall;

@@ -90,6 +90,8 @@ int resolve_path(const char* path, ResolvedPath* out) {
   if (!*path) return ENOENT;
   if (strnlen(path, sizeof out->enclave_path) >= sizeof out->enclave_path) return ENAMETOOLONG;
   if (!normalize(path, out->enclave_path, sizeof out->enclave_path)) return ENAMETOOLONG;
+  const size_t given = strlen(path);
+  out->trailing_slash = given > 0 && path[given - 1] == '/';
   ManifestView v;
   if (!manifest(&v)) return ENOENT;  // no mounts: no files
   const char* p = out->enclave_path;

@@ -12,6 +12,7 @@ namespace teemate::trts {
 struct ResolvedPath {
   uint32_t type;                       /* abi::MountType */
   bool at_mount_root;                  /* the path is the mount point itself */
+  bool trailing_slash;                 /* written with a final '/': must be a directory */
   const abi::ManifestFile* trusted;    /* trusted mounts: the file's entry, or null */
   char enclave_path[abi::kManifestMaxPath + 1];   /* normalised */
   char host_path[2 * abi::kManifestMaxPath + 2];

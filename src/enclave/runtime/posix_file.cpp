@@ -45,6 +45,7 @@ struct OpenFile {
   uint8_t* data;     // trusted: the verified contents
   uint64_t size;
   ProtectedFile* prot;  // protected: the decrypted contents
+  char* path;           // protected: the enclave path it is bound to (rename rebinds)
   bool directory;
 };
 
@@ -128,40 +129,64 @@ int open_resolved(const ResolvedPath& r, int flags, mode_t mode) {
   f->type = r.type;
   f->flags = flags;
   f->lock = TM_SPINLOCK_INIT;
-  int host_flags = trusted ? (O_RDONLY | (flags & (O_DIRECTORY | O_NOFOLLOW))) : flags;
+  int host_flags = trusted ? (O_RDONLY | O_NONBLOCK | (flags & (O_DIRECTORY | O_NOFOLLOW))) : flags;
   if (prot) {
     // The enclave reads what it writes back, truncates and appends itself.
-    host_flags = (flags & ~(O_ACCMODE | O_TRUNC | O_APPEND)) | (writes(flags) ? O_RDWR : O_RDONLY);
+    host_flags = (flags & ~(O_ACCMODE | O_TRUNC | O_APPEND | O_NONBLOCK)) | (writes(flags) ? O_RDWR : O_RDONLY);
   }
   const long long fd = host_call([&](int64_t* res) { return tm_open(res, r.host_path, host_flags, mode); }, INT_MAX);
   if (fd < 0) {
     free(f);
     return -1;
   }
+  // Recorded as ours before the enclave does anything with it: a number we
+  // already own (another file's) or stdio is refused untouched and not
+  // closed (review defect: a host handing out fd 1 or another file's fd got
+  // a protected header, or plaintext, written there).
+  const int hfd = static_cast<int>(fd);
+  if (prot && !(f->path = strdup(r.enclave_path))) {
+    close_host(hfd);
+    free(f);
+    return fail(ENOMEM);
+  }
+  const int e_own = fd_own(hfd, f);
+  if (e_own) {
+    if (e_own == ENOMEM) close_host(hfd);
+    free(f->path);
+    free(f);
+    return fail(e_own == ENOMEM ? EMFILE : EIO);
+  }
+  auto give_up = [&](int e) {
+    fd_disown(hfd);
+    close_host(hfd);
+    free(f->data);
+    pf_free(f->prot);
+    free(f->path);
+    free(f);
+    return fail(e);
+  };
   uint8_t st[144];
-  const long long s = host_call([&](int64_t* res) { return tm_fstat(res, static_cast<int32_t>(fd), st, sizeof st); }, 0);
+  const long long s = host_call([&](int64_t* res) { return tm_fstat(res, hfd, st, sizeof st); }, 0);
   struct stat sb;
   memcpy(&sb, st, sizeof sb < sizeof st ? sizeof sb : sizeof st);
   f->directory = s == 0 && S_ISDIR(sb.st_mode);
+  // A path that ends in '/' names a directory; a listed trusted file must
+  // not turn into one; trusted and protected data come from regular files
+  // (review defects).
+  if (r.trailing_slash && !f->directory) return give_up(ENOTDIR);
+  if (trusted && f->directory && r.trusted) return give_up(EACCES);
+  if ((trusted || prot) && !f->directory && (s != 0 || !S_ISREG(sb.st_mode))) return give_up(EACCES);
   if ((trusted || prot) && !f->directory) {
     const bool can_write = writes(flags);
-    const int e = prot ? pf_open(static_cast<int>(fd), r.enclave_path, can_write && (flags & (O_CREAT | O_TRUNC)),
-                                 can_write && (flags & O_TRUNC), &f->prot)
-                       : r.trusted ? load_trusted(static_cast<int>(fd), *r.trusted, f) : EACCES;
-    if (e) {
-      close_host(static_cast<int>(fd));
-      free(f);
-      return fail(e);
-    }
+    int e = prot ? pf_open(hfd, r.enclave_path, can_write && (flags & (O_CREAT | O_TRUNC)),
+                           can_write && (flags & O_TRUNC), &f->prot)
+                 : r.trusted ? load_trusted(hfd, *r.trusted, f) : EACCES;
+    // A new or truncated protected file gets its header now, so that it is
+    // a valid (empty) file for stat and other opens at once (review defect).
+    if (!e && prot && can_write) e = pf_flush(f->prot, hfd);
+    if (e) return give_up(e);
   }
-  if (!fd_own(static_cast<int>(fd), f)) {
-    close_host(static_cast<int>(fd));
-    free(f->data);
-    pf_free(f->prot);
-    free(f);
-    return fail(EMFILE);
-  }
-  return static_cast<int>(fd);
+  return hfd;
 }
 
 long long io_read(int fd, OpenFile* f, void* buf, size_t len, int64_t at) {
@@ -259,7 +284,31 @@ int rename_protected(const ResolvedPath& from, const ResolvedPath& to) {
   int e = lookup(fd, &f) && f && f->prot ? pf_rebind(f->prot, to.enclave_path) : EBADF;
   if (!e) e = pf_flush(f->prot, fd);
   if (close(fd) != 0 && !e) e = errno;
-  return e ? fail(e) : 0;
+  if (e) return fail(e);
+  // This process's other open descriptors of the file write back later:
+  // bound to the new path too, or their flush would undo the rebinding
+  // (review defect). Other processes' opens are not known here.
+  struct Rebind {
+    const char* from;
+    const char* to;
+    int error;
+  } rb{from.enclave_path, to.enclave_path, 0};
+  fd_for_each_file(
+      [](void* file, void* arg) {
+        auto* o = static_cast<OpenFile*>(file);
+        auto* b = static_cast<Rebind*>(arg);
+        if (!o->prot || !o->path || strcmp(o->path, b->from) != 0) return;
+        char* copy = strdup(b->to);
+        if (!copy) {
+          b->error = ENOMEM;
+          return;
+        }
+        free(o->path);
+        o->path = copy;
+        pf_rebind(o->prot, b->to);
+      },
+      &rb);
+  return rb.error ? fail(rb.error) : 0;
 }
 
 }  // namespace
@@ -366,6 +415,7 @@ int close(int fd) {
   fd_disown(fd);
   free(f->data);
   pf_free(f->prot);
+  free(f->path);
   free(f);
   if (flushed) return fail(flushed);
   return static_cast<int>(r);
@@ -453,7 +503,9 @@ int access(const char* path, int mode) {
   ResolvedPath* r = resolve(path);
   if (!r) return -1;
   int rc;
+  struct stat sb;
   if (r->type == abi::kMountTrusted && (mode & W_OK)) rc = fail(EROFS);
+  else if (r->type == abi::kMountTrusted && !r->trusted) rc = stat_path(path, &sb, 0);  // EACCES unless a directory
   else rc = static_cast<int>(host_call([&](int64_t* res) { return tm_access(res, r->host_path, mode); }, 0));
   free(r);
   return rc;
@@ -504,8 +556,26 @@ int fcntl(int fd, int cmd, ...) {
   va_end(ap);
   OpenFile* f;
   if (!lookup(fd, &f)) return -1;
-  if (!ptr) return descriptor_fcntl(fd, cmd, arg);
+  if (f && in_memory(f) && (cmd == F_GETFL || cmd == F_SETFL)) {
+    // Status flags of trusted and protected files are the enclave's: the
+    // host descriptor never gets O_APPEND (its pwrite would then append the
+    // encrypted chunks instead of writing them in place: review defect).
+    if (cmd == F_GETFL) return f->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY);
+    tm_spin_lock(&f->lock);
+    f->flags = (f->flags & ~(O_APPEND | O_NONBLOCK)) | (static_cast<int>(arg) & (O_APPEND | O_NONBLOCK));
+    tm_spin_unlock(&f->lock);
+    return 0;
+  }
+  if (cmd == F_SETFL && f && !in_memory(f)) {
+    const int r = descriptor_fcntl(fd, cmd, arg);
+    if (r == 0) f->flags = (f->flags & ~(O_APPEND | O_NONBLOCK)) | (static_cast<int>(arg) & (O_APPEND | O_NONBLOCK));
+    return r;
+  }
+  const bool lock_cmd = cmd == F_GETLK || cmd == F_SETLK || cmd == F_SETLKW || cmd == F_OFD_GETLK ||
+                        cmd == F_OFD_SETLK || cmd == F_OFD_SETLKW;
+  if (!lock_cmd) return descriptor_fcntl(fd, cmd, arg);
   if (!f) return fail(EINVAL);  // record locks are for files
+  if (!ptr || !tm_is_within_enclave(ptr, 32)) return fail(EFAULT);
   static_assert(sizeof(struct flock) == 32, "x86-64 struct flock");
   uint8_t lock[32];
   memcpy(lock, ptr, sizeof lock);

@@ -77,10 +77,14 @@ extern "C" {
 // it, closes it again and fails with EMFILE.
 static int adopt(long long fd) {
   if (fd < 0) return -1;
-  if (!teemate::trts::fd_own(static_cast<int>(fd))) {
-    int64_t ignored = 0;
-    (void)tm_close(&ignored, static_cast<int32_t>(fd));
-    errno = EMFILE;
+  const int e = teemate::trts::fd_own(static_cast<int>(fd));
+  if (e) {
+    // A number we already own (or stdio) is not ours to close.
+    if (e == ENOMEM) {
+      int64_t ignored = 0;
+      (void)tm_close(&ignored, static_cast<int32_t>(fd));
+    }
+    errno = e == ENOMEM ? EMFILE : EIO;
     return -1;
   }
   return static_cast<int>(fd);

@@ -16,6 +16,7 @@
  * later allocation sees its data. Also the shared-memory API (tm_shared_*).
  * Nothing here calls the host. */
 #include <elf.h>
+#include <errno.h>
 #include <string.h>
 
 #include "runtime.h"
@@ -269,6 +270,7 @@ int process_end(tm_call* call) {
       td->nheld_locks = 0;
     }
   }
+  forget_threads_of(c);
   call->scalars[1] = static_cast<uint64_t>(c->exit_status);
   call->scalars[2] = c->arena_mem ? c->arena.used : 0;  // what it never freed
   // tm_mutexes it holds: nobody else will ever release them.
@@ -375,10 +377,17 @@ bool fd_lookup(int fd, void** file) {
 
 bool fd_owned(int fd) { return fd_lookup(fd, nullptr); }
 
-bool fd_own(int fd, void* file) {
+int fd_own(int fd, void* file) {
+  if (fd <= 2) return EIO;
   Heap* heap;
   FdSet& s = my_fds(&heap);
   tm_spin_lock(&s.lock);
+  for (uint32_t i = 0; i < s.n; ++i) {
+    if (s.fds[i].fd == fd) {
+      tm_spin_unlock(&s.lock);
+      return EIO;
+    }
+  }
   bool ok = true;
   if (s.n == s.cap) {
     const uint32_t cap = s.cap ? s.cap * 2 : 16;
@@ -394,7 +403,17 @@ bool fd_own(int fd, void* file) {
   }
   if (ok) s.fds[s.n++] = FdEntry{fd, file};
   tm_spin_unlock(&s.lock);
-  return ok;
+  return ok ? 0 : ENOMEM;
+}
+
+void fd_for_each_file(void (*fn)(void* file, void* arg), void* arg) {
+  Heap* heap;
+  FdSet& s = my_fds(&heap);
+  tm_spin_lock(&s.lock);
+  for (uint32_t i = 0; i < s.n; ++i) {
+    if (s.fds[i].file) fn(s.fds[i].file, arg);
+  }
+  tm_spin_unlock(&s.lock);
 }
 
 void* fd_disown(int fd) {

@@ -62,11 +62,21 @@ struct FdSet {
   uint32_t n, cap;
 };
 bool fd_owned(int fd);
-bool fd_own(int fd, void* file = nullptr);  /* false: out of memory */
+/* 0, ENOMEM, or EIO when the host handed out a number the enclave already
+ * owns or one of 0-2 (stdio): a host that aliases descriptors must not get
+ * one file's data written into another (review defect). */
+int fd_own(int fd, void* file = nullptr);
+/* Calls fn(file, arg) for every file state of the calling process. */
+void fd_for_each_file(void (*fn)(void* file, void* arg), void* arg);
 /* The file state recorded with `fd` (null for a socket); false if not owned. */
 bool fd_lookup(int fd, void** file);
 /* Forgets `fd`; returns its file state (null for a socket or unknown fd). */
 void* fd_disown(int fd);
+
+/* Threads (threads.cpp): the kEcallThreadRun handler, and the process-end
+ * hook that drops the records of a process's threads. */
+int thread_run_ecall(tm_call* call);
+void forget_threads_of(void* context);
 
 /* Sockets (posix_socket.cpp), for the descriptor calls of posix_file.cpp. */
 long long socket_read(int fd, void* buf, size_t len);

@@ -66,11 +66,18 @@ static int64_t file_seek(struct musl_file* f, int64_t off, int whence) { return 
 
 static int file_close(struct musl_file* f) { return close(f->fd); }
 
+int fcntl(int, int, ...);
+
 struct musl_file* fdopen(int fd, const char* mode) {
-  if (!mode || !strchr("rwa", *mode)) {
+  if (!mode || !*mode || !strchr("rwa", *mode)) {
     errno = EINVAL;
     return 0;
   }
+  const int fl = fcntl(fd, F_GETFL);
+  if (fl < 0) return 0; /* EBADF: not a descriptor of ours */
+  /* "a" appends through the descriptor itself (review defect: F_APP alone
+   * left writes at the current offset). */
+  if (*mode == 'a' && !(fl & O_APPEND) && fcntl(fd, F_SETFL, fl | O_APPEND) != 0) return 0;
   struct musl_file* f = calloc(1, sizeof *f + UNGET + FILE_BUFSIZ);
   if (!f) {
     errno = ENOMEM;
@@ -91,7 +98,7 @@ struct musl_file* fdopen(int fd, const char* mode) {
 }
 
 struct musl_file* fopen(const char* path, const char* mode) {
-  if (!mode || !strchr("rwa", *mode)) {
+  if (!mode || !*mode || !strchr("rwa", *mode)) {
     errno = EINVAL;
     return 0;
   }

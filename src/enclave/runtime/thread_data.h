@@ -80,6 +80,11 @@ struct ThreadData {
   uint32_t control_call;
   uint32_t control_base;
   void* control_jmp;
+  /* pthreads (threads.cpp): the record of the thread pthread_create started
+   * on this TCS (null for an ECALL's own thread), and the values of the
+   * thread-specific data keys, cleared when an outermost ECALL begins. */
+  void* pthread;
+  void* tsd[32];
 };
 
 static_assert(offsetof(ThreadData, canary) == TD_CANARY);

@@ -36,7 +36,7 @@ std::string shown(std::string_view s) {
   std::string out = "\"";
   for (char c : s) {
     const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f || c == '"' || c == '\\') {
+    if (u < 0x20 || u >= 0x7f || c == '"' || c == '\\') {
       char buf[8];
       std::snprintf(buf, sizeof buf, "\\x%02x", u);
       out += buf;
@@ -244,6 +244,13 @@ Status hash_trusted_files(MountManifest* m) {
       if (!is_normalized_enclave_path(enclave_path)) {
         return invalid_argument(what + ": file " + file.string() + " has no valid enclave path");
       }
+      // A deeper mount shadows this part of the tree: the enclave never
+      // sees the file through this mount (review defect).
+      for (const MountSpec& other : m->mounts) {
+        if (other.path.size() > s.path.size() && (enclave_path == other.path || under(enclave_path, other.path))) {
+          return Status::ok_status();
+        }
+      }
       if (m->files.size() >= abi::kManifestMaxFiles) {
         return resource_error(what + ": more than " + std::to_string(abi::kManifestMaxFiles) + " trusted files");
       }
@@ -264,8 +271,9 @@ Status hash_trusted_files(MountManifest* m) {
       if (ec) return Status(Code::kIo, what + ": " + ec.message());
       std::error_code fe;
       if (!it->is_regular_file(fe)) continue;  // directories, sockets, links to directories
-      const std::string rel = fs::relative(it->path(), s.host, fe).generic_string();
-      if (fe) return Status(Code::kIo, what + ": " + fe.message());
+      // Lexically: a symbolic link is hashed under its own name (review defect).
+      const std::string rel = it->path().lexically_relative(s.host).generic_string();
+      if (rel.empty() || rel.starts_with("..")) return invalid_argument(what + ": cannot name " + it->path().string());
       TM_RETURN_IF_ERROR(add(it->path(), (s.path == "/" ? "" : s.path) + "/" + rel));
     }
     if (ec) return Status(Code::kIo, what + ": " + ec.message());

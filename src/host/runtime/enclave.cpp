@@ -355,6 +355,11 @@ class EnclaveImpl final : public Enclave {
   }
 
   ~EnclaveImpl() override {
+    // Threads pthread_create started run on this handle's TCS: let them end.
+    {
+      std::unique_lock lock(threads_mu_);
+      threads_cv_.wait(lock, [&] { return running_threads_ == 0; });
+    }
     if (daemon_ && enclave_id_ != 0) {  // 0: the attach failed before the daemon named an enclave
       // Idle slots go back at once; the daemon resets them.
       (void)protocol::call(daemon_.get(), protocol::make_request("detach", {{"enclave", enclave_id_}}), {}, 2000);
@@ -368,7 +373,45 @@ class EnclaveImpl final : public Enclave {
     return call_any(id, args);
   }
 
-  Status call_any(uint32_t id, CallArgs& args) {
+  // The tm_thread_spawn OCALL: a host thread enters a free TCS of ours with
+  // kEcallThreadRun(handle). -EAGAIN when every TCS is in use (the enclave's
+  // pthread_create then fails with EAGAIN rather than wait for one).
+  int64_t spawn_thread(uint64_t handle) {
+    std::optional<uint32_t> tcs;
+    {
+      std::lock_guard lock(tcs_mu_);
+      if (!free_tcs_.empty()) {
+        tcs = free_tcs_.back();
+        free_tcs_.pop_back();
+      }
+    }
+    if (!tcs) return -EAGAIN;
+    {
+      std::lock_guard lock(threads_mu_);
+      ++running_threads_;
+    }
+    try {
+      std::thread([this, handle, t = *tcs] {
+        CallArgs args;
+        args.scalar(0, handle);
+        Status st = call_any(abi::kEcallThreadRun, args, static_cast<int64_t>(t));
+        if (!st.ok()) std::fprintf(stderr, "teemate: enclave thread: %s\n", st.to_string().c_str());
+        std::lock_guard lock(threads_mu_);
+        --running_threads_;
+        threads_cv_.notify_all();
+      }).detach();
+    } catch (const std::system_error&) {
+      return_to_pool(*tcs);
+      std::lock_guard lock(threads_mu_);
+      --running_threads_;
+      threads_cv_.notify_all();
+      return -EAGAIN;
+    }
+    return 0;
+  }
+
+  // `preassigned`: a TCS the caller already took from the pool (>= 0).
+  Status call_any(uint32_t id, CallArgs& args, int64_t preassigned = -1) {
     if (getpid() != owner_pid_) {
       return Status(Code::kInvalidArgument, "this enclave handle belongs to pid " + std::to_string(owner_pid_) +
                                       "; a forked child must load or attach an enclave of its own");
@@ -384,11 +427,14 @@ class EnclaveImpl final : public Enclave {
         break;
       }
     }
-    if (!nested) {
+    if (preassigned >= 0) {
+      tcs = static_cast<uint32_t>(preassigned);
+    } else if (!nested) {
       auto got = acquire_tcs();
       if (!got.ok()) return got.status().with_context("ECALL " + hex(id));
       tcs = *got;
     }
+    nested = nested && preassigned < 0;
     t_active.push_back({this, tcs});
     uint8_t* scratch = t_scratch.at(t_active.size() - 1);
 
@@ -620,6 +666,9 @@ class EnclaveImpl final : public Enclave {
   std::unique_ptr<host::Backend> backend_;
   std::unique_ptr<host::BackendEnclave> enclave_;
   std::vector<uint64_t> tcs_addrs_;
+  std::mutex threads_mu_;
+  std::condition_variable threads_cv_;
+  int running_threads_ = 0;
   std::mutex tcs_mu_;
   std::condition_variable tcs_cv_;
   std::vector<uint32_t> free_tcs_;
@@ -658,3 +707,11 @@ Result<std::unique_ptr<Enclave>> Enclave::load(const std::string& image_path, co
 }
 
 }  // namespace teemate
+
+// The runtime's tm_thread_spawn OCALL (src/common/tm_posix.edl): served by
+// the enclave handle whose ECALL this thread is in.
+int64_t tm_thread_spawn(uint64_t handle) {
+  if (teemate::t_active.empty()) return -EINVAL;
+  auto* self = const_cast<teemate::EnclaveImpl*>(teemate::t_active.back().enclave);
+  return self->spawn_thread(handle);
+}

@@ -10,7 +10,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
+#include <unordered_map>
 
 #include "tm_posix_u.h"
 
@@ -120,4 +124,51 @@ int64_t tm_lock(int32_t fd, int32_t cmd, uint8_t* lock) {
   }
   static_assert(sizeof(struct flock) == 32, "x86-64 struct flock");
   return result(::fcntl(fd, cmd, reinterpret_cast<struct flock*>(lock)));
+}
+
+// ---- waiting (tm_wait / tm_wake in the enclave) --------------------------------
+// A wake sequence per key (an enclave address, never dereferenced here), in
+// buckets. Waiters of one bucket share a condition variable and recheck
+// their own key. Only this process's threads meet here; the enclave bounds
+// every wait, so wakes from other processes arrive by its re-polling.
+namespace {
+struct WaitBucket {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::unordered_map<uint64_t, uint64_t> seq;
+};
+constexpr size_t kWaitBuckets = 64;
+WaitBucket& bucket_of(uint64_t key) {
+  static WaitBucket buckets[kWaitBuckets];
+  return buckets[(key >> 2) % kWaitBuckets];
+}
+}  // namespace
+
+int64_t tm_futex_seq(uint64_t key) {
+  WaitBucket& b = bucket_of(key);
+  std::lock_guard lock(b.mu);
+  auto it = b.seq.find(key);
+  return it == b.seq.end() ? 0 : static_cast<int64_t>(it->second & INT64_MAX);
+}
+
+int64_t tm_futex_wait(uint64_t key, uint64_t seq, int64_t timeout_ns) {
+  if (timeout_ns < 0) return -EINVAL;
+  WaitBucket& b = bucket_of(key);
+  std::unique_lock lock(b.mu);
+  const auto changed = [&] {
+    auto it = b.seq.find(key);
+    return (it == b.seq.end() ? 0 : (it->second & INT64_MAX)) != seq;
+  };
+  if (b.cv.wait_for(lock, std::chrono::nanoseconds(timeout_ns), changed)) return 0;
+  return -ETIMEDOUT;
+}
+
+int64_t tm_futex_wake(uint64_t key) {
+  WaitBucket& b = bucket_of(key);
+  {
+    std::lock_guard lock(b.mu);
+    ++b.seq[key];
+  }
+  b.cv.notify_all();
+  return 0;
 }

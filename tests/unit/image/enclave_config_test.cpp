@@ -4,6 +4,10 @@
 #include "host/image/enclave_config.h"
 
 #include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
 
 namespace teemate::image {
 namespace {
@@ -297,6 +301,30 @@ TEST(MountManifest, TrustedFilesMustLieUnderATrustedMount) {
   EXPECT_NE(st.message().find("not under a trusted mount"), std::string::npos) << st.message();
   m.files = {{"/data/ro/x", 1, {}}, {"/data/ro/x", 1, {}}};
   EXPECT_NE(normalize_and_check(&m).message().find("listed twice"), std::string::npos);
+}
+
+
+// Review regressions: a deeper mount shadows a trusted tree's files, and a
+// symbolic link is hashed under its own name.
+TEST(MountManifest, HashingSkipsShadowedFilesAndKeepsLinkNames) {
+  namespace fs = std::filesystem;
+  char tmpl[] = "/tmp/teemate-manifest-test-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const fs::path root = tmpl;
+  fs::create_directories(root / "tree/data");
+  std::ofstream(root / "tree/ok") << "ok";
+  std::ofstream(root / "tree/data/shadowed") << "never seen through /";
+  fs::create_symlink("ok", root / "tree/alias");
+  MountManifest m;
+  m.mounts = {{"/", (root / "tree").string(), abi::kMountTrusted},
+              {"/data", (root / "data").string(), abi::kMountUntrusted}};
+  Status st = hash_trusted_files(&m);
+  ASSERT_TRUE(st.ok()) << st.message();
+  std::vector<std::string> paths;
+  for (const auto& f : m.files) paths.push_back(f.path);
+  EXPECT_EQ(paths, (std::vector<std::string>{"/alias", "/ok"}));
+  EXPECT_EQ(m.files[0].sha256, m.files[1].sha256);
+  fs::remove_all(root);
 }
 
 }  // namespace
