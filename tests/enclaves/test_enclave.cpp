@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/random.h>
@@ -725,6 +726,62 @@ int sock_recv(tm_call* c) {
 }
 TM_ECALL(kEcallSockRecv, sock_recv);
 }  // namespace
+
+// ---- threads and waiting across processes ----------------------------------
+volatile uint32_t g_xflag;
+
+int wait_flag(tm_call* c) {
+  const uint32_t want = static_cast<uint32_t>(c->scalars[0]);
+  const int64_t timeout = static_cast<int64_t>(c->scalars[1]);
+  int rc = 0;
+  uint32_t v;
+  while ((v = __atomic_load_n(&g_xflag, __ATOMIC_ACQUIRE)) != want && rc == 0) rc = tm_wait(&g_xflag, v, timeout);
+  c->scalars[0] = static_cast<uint64_t>(rc);
+  c->scalars[1] = __atomic_load_n(&g_xflag, __ATOMIC_ACQUIRE);
+  return TM_OK;
+}
+TM_ECALL(kEcallWaitFlag, wait_flag);
+
+int set_flag(tm_call* c) {
+  __atomic_store_n(&g_xflag, static_cast<uint32_t>(c->scalars[0]), __ATOMIC_RELEASE);
+  tm_wake(&g_xflag);
+  return TM_OK;
+}
+TM_ECALL(kEcallSetFlag, set_flag);
+
+// Threads hold their TCS until every pthread_create of the call is done, so
+// that the count of threads that found a free TCS does not depend on timing.
+volatile uint32_t g_spawn_go;
+
+void* index_plus_one(void* arg) {
+  while (!__atomic_load_n(&g_spawn_go, __ATOMIC_ACQUIRE)) tm_wait(&g_spawn_go, 0, -1);
+  return reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(arg) + 1);
+}
+
+int spawn_threads(tm_call* c) {
+  const uint64_t n = c->scalars[0] < 16 ? c->scalars[0] : 16;
+  pthread_t t[16];
+  bool made[16] = {};
+  uint64_t created = 0, sum = 0, errors = 0;
+  __atomic_store_n(&g_spawn_go, 0u, __ATOMIC_RELEASE);
+  for (uint64_t i = 0; i < n; ++i) {
+    const int rc = pthread_create(&t[i], nullptr, index_plus_one, reinterpret_cast<void*>(i));
+    made[i] = rc == 0;
+    created += made[i];
+    errors += !made[i];
+  }
+  __atomic_store_n(&g_spawn_go, 1u, __ATOMIC_RELEASE);
+  tm_wake(&g_spawn_go);
+  for (uint64_t i = 0; i < n; ++i) {
+    void* r = nullptr;
+    if (made[i] && pthread_join(t[i], &r) == 0) sum += reinterpret_cast<uintptr_t>(r);
+  }
+  c->scalars[0] = created;
+  c->scalars[1] = sum;
+  c->scalars[2] = errors;
+  return TM_OK;
+}
+TM_ECALL(kEcallSpawnThreads, spawn_threads);
 
 int main(int argc, char** argv) {
   (void)argv;

@@ -265,6 +265,7 @@ int main(int argc, char** argv) {
     argv[2] = const_cast<char*>("0");
   }
   if (cmd == "exec-inside") o.tcs = 2;
+  if (cmd == "spawn-threads" && argc == 5) o.tcs = static_cast<uint32_t>(std::strtoul(argv[2], nullptr, 10));
   if ((cmd == "threads" && argc == 5) || (cmd == "echo-threads" && argc == 4)) o.tcs = static_cast<uint32_t>(std::strtoul(argv[2], nullptr, 10));
   auto e = Enclave::attach(o);
   if (!e.ok()) return fail(e.status().message());
@@ -398,6 +399,34 @@ int main(int argc, char** argv) {
     Status st = (*e)->call(kEcallHeapStats, a);
     if (!st.ok()) return fail(st.message());
     std::printf("%llu\n", static_cast<unsigned long long>(a.scalar_value(0)));
+    return 0;
+  }
+  if (cmd == "wait-flag" && argc == 5) {  // VALUE TIMEOUT_MS: prints "waiting", then "RC VALUE"
+    std::printf("waiting\n");
+    std::fflush(stdout);
+    CallArgs a;
+    a.scalar(0, std::strtoull(argv[2], nullptr, 10)).scalar(1, std::strtoull(argv[3], nullptr, 10) * 1000000ull);
+    Status st = (*e)->call(kEcallWaitFlag, a);
+    if (!st.ok()) return fail(st.message());
+    std::printf("%llu %llu\n", static_cast<unsigned long long>(a.scalar_value(0)),
+                static_cast<unsigned long long>(a.scalar_value(1)));
+    return 0;
+  }
+  if (cmd == "set-flag" && argc == 4) {
+    CallArgs a;
+    a.scalar(0, std::strtoull(argv[2], nullptr, 10));
+    Status st = (*e)->call(kEcallSetFlag, a);
+    if (!st.ok()) return fail(st.message());
+    std::printf("set\n");
+    return 0;
+  }
+  if (cmd == "spawn-threads" && argc == 5) {  // TCS N: prints "CREATED SUM ERRORS"
+    CallArgs a;
+    a.scalar(0, std::strtoull(argv[3], nullptr, 10));
+    Status st = (*e)->call(kEcallSpawnThreads, a);
+    if (!st.ok()) return fail(st.message());
+    std::printf("%llu %llu %llu\n", static_cast<unsigned long long>(a.scalar_value(0)),
+                static_cast<unsigned long long>(a.scalar_value(1)), static_cast<unsigned long long>(a.scalar_value(2)));
     return 0;
   }
   if (cmd == "stash" && argc == 5) {

@@ -141,5 +141,30 @@ TEST(SharedMemoryReport, DebugEnclaveNamesTheGlobalThatPointsIntoAReclaimedArena
   std::filesystem::remove_all(dir);
 }
 
+// Threads of two attached processes wake each other through one word of
+// the shared enclave (tm_wait in one process, tm_wake in another).
+TEST_F(SharedMemoryTest, ThreadsOfTwoProcessesWakeEachOther) {
+  ASSERT_EQ(client_says({"set-flag", "0"}), "set");
+  int out = -1;
+  pid_t waiter = spawn({client(), "wait-flag", "7", "20000", image()}, &out);
+  ASSERT_EQ(read_line(out), "waiting");
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_EQ(client_says({"set-flag", "7"}), "set");
+  EXPECT_EQ(read_line(out), "0 7") << "the waiter was not woken with the value";
+  int st = 0;
+  waitpid(waiter, &st, 0);
+  close(out);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  // And a wait nobody ends times out.
+  EXPECT_EQ(client_says({"wait-flag", "9", "50"}), "waiting\n" + std::to_string(ETIMEDOUT) + " 7");
+}
+
+// pthread_create in an attached process runs on the TCS it leased; beyond
+// them it is EAGAIN.
+TEST_F(SharedMemoryTest, PthreadsRunOnTheProcessLeasedTcs) {
+  EXPECT_EQ(client_says({"spawn-threads", "3", "2"}), "2 3 0");  // threads 0 and 1 return 1 and 2
+  EXPECT_EQ(client_says({"spawn-threads", "2", "3"}), "1 1 2");  // one free TCS besides the caller's
+}
+
 }  // namespace
 }  // namespace teemate

@@ -54,6 +54,12 @@ enum TestEcall : unsigned {
                               // [1] out: 1 if poll saw the connection first
   kEcallSockConnect = 0x173,  // scalars[0] in: port; sends "ping\n" to 127.0.0.1:port; bufs[0] out: the reply
   kEcallSockClose = 0x174,    // scalars[0] in: fd
+  // Threads and waiting across processes (shared_enclave_test's threads cases):
+  kEcallWaitFlag = 0x180,     // scalars[0] in: value to wait for on a shared word; [1] in: timeout ns;
+                              // [0] out: 0 or ETIMEDOUT; [1] out: the word's value
+  kEcallSetFlag = 0x181,      // scalars[0] in: value to store into the shared word, then tm_wake
+  kEcallSpawnThreads = 0x182, // scalars[0] in: threads to pthread_create; [0] out: created; [1] out: sum of
+                              // their results (each returns its index + 1); [2] out: pthread_create errors
   kEcallSockErrors = 0x175,   // scalars[0] out: bit mask of failed error checks (0: all held)
   kEcallSockRecv = 0x176,     // recv(scalars[0] fd, 8 bytes): [0] out: the result; [1] out: errno
 };
