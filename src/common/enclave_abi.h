@@ -58,7 +58,14 @@ struct EnclaveMeta {
   // right after this one; both zero when enclave.toml has no [[mount]].
   uint64_t manifest_offset;
   uint64_t manifest_size;  // bytes
-  uint8_t reserved[4096 - 128 - 256 - 16];
+  // Thread-local storage (PT_TLS), all zero without it: each thread's block
+  // (tls_memsz rounded up to tls_align) sits right below its thread-data
+  // page, initialised from [tls_vaddr, +tls_filesz) and zeros.
+  uint64_t tls_vaddr;
+  uint64_t tls_filesz;
+  uint64_t tls_memsz;
+  uint64_t tls_align;
+  uint8_t reserved[4096 - 128 - 256 - 16 - 32];
 };
 static_assert(sizeof(EnclaveMeta) == 4096);
 inline constexpr uint64_t kExceptionStackPages = 2;

@@ -72,7 +72,26 @@ static void* block_forever(void* arg) {
   return arg;
 }
 
+/* thread_local: each thread starts from the template (5, and zero). */
+static _Thread_local int tl_init = 5;
+static _Thread_local long tl_zero;
+static void* bump_locals(void* arg) {
+  if (tl_init != 5 || tl_zero != 0) return (void*)-1;
+  for (long i = 0; i < 1000 + (long)arg; ++i) ++tl_zero;
+  tl_init = 99;
+  return (void*)tl_zero;
+}
+
 static int basics(void) {
+  tl_init = 6;
+  pthread_t tl[3];
+  for (long i = 0; i < 3; ++i) CHECK(pthread_create(&tl[i], 0, bump_locals, (void*)i) == 0, "create tls");
+  for (long i = 0; i < 3; ++i) {
+    void* r = 0;
+    CHECK(pthread_join(tl[i], &r) == 0 && r == (void*)(1000 + i), "thread_local per thread");
+  }
+  CHECK(tl_init == 6 && tl_zero == 0, "main's thread_local untouched");
+
   pthread_t t[3];
   for (long i = 0; i < 3; ++i) CHECK(pthread_create(&t[i], 0, add_many, (void*)i) == 0, "create");
   for (long i = 0; i < 3; ++i) {

@@ -175,9 +175,11 @@ extern "C" int64_t teemate_ecall_entry(uint64_t reason, uint64_t frame_addr, uin
   }
 
   if (!td->current_ecall) {
-    // An outermost ECALL is a new thread as far as pthreads go.
+    // An outermost ECALL is a new thread as far as pthreads and
+    // thread_local go (nor does one process see another's values).
     td->pthread = nullptr;
     memset(td->tsd, 0, sizeof td->tsd);
+    tls_reset(td);
   }
   EcallState st{};
   st.copy_heap = &current_heap();

@@ -3,6 +3,7 @@
  * any relocated pointer may be used, so relocate() must touch only
  * RIP-relative data. Never calls the host. */
 #include <elf.h>
+#include <string.h>
 
 #include "runtime.h"
 #include "sgx/arch.h"
@@ -88,6 +89,28 @@ bool global_init(uint64_t tcs, bool recovering) {
   return s == kInitDone;
 }
 
+uint64_t tls_block_bytes() {
+  const abi::EnclaveMeta* m = g_globals.meta;
+  if (!m || m->tls_memsz == 0) return 0;
+  const uint64_t align = m->tls_align < 16 ? 16 : m->tls_align;
+  return (m->tls_memsz + align - 1) & ~(align - 1);
+}
+
+// The packer bounded the template (at most 1 KiB, inside a loaded segment,
+// alignment a power of two up to 64); the block is the top of the exception
+// stack, below this thread-data page (FS points at the page: variant II).
+void tls_reset(ThreadData* td) {
+  const abi::EnclaveMeta* m = g_globals.meta;
+  if (!m || m->tls_memsz == 0) return;
+  const uint64_t block = tls_block_bytes();
+  uint8_t* dst = reinterpret_cast<uint8_t*>(td) - block;
+  const uint64_t at = reinterpret_cast<uint64_t>(td) - ((m->tls_memsz + (m->tls_align ? m->tls_align : 1) - 1) &
+                                                        ~((m->tls_align ? m->tls_align : 1) - 1));
+  uint8_t* start = reinterpret_cast<uint8_t*>(at);
+  memset(dst, 0, block);
+  memcpy(start, reinterpret_cast<const void*>(g_globals.base + m->tls_vaddr), m->tls_filesz);
+}
+
 extern "C" const char __c_locale[];
 
 void thread_init(ThreadData* td, uint64_t tcs) {
@@ -103,7 +126,8 @@ void thread_init(ThreadData* td, uint64_t tcs) {
   td->ssa_gpr0 = tcs + m->ssa_offset_in_block + td->ssa_frame_bytes - sizeof(sgx::GprSgx);
   // The exception stack: its own pages below the thread data, with a guard
   // page below them, so that an overflow faults instead of overwriting.
-  td->exc_stack = reinterpret_cast<uint64_t>(td);
+  td->exc_stack = reinterpret_cast<uint64_t>(td) - tls_block_bytes();
+  tls_reset(td);
   td->initialized = 1;
 }
 

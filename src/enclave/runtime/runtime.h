@@ -28,6 +28,10 @@ const EnclaveGlobals& globals();
  * False on failure. */
 bool global_init(uint64_t tcs, bool recovering);
 void thread_init(ThreadData* td, uint64_t tcs);
+/* Thread-local storage (init.cpp): the bytes reserved below the thread-data
+ * page, and a fresh copy of the template there (a new thread's values). */
+uint64_t tls_block_bytes();
+void tls_reset(ThreadData* td);
 
 /* One ECALL in progress on this TCS (lives on the enclave stack). */
 struct EcallState {

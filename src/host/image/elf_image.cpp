@@ -45,6 +45,7 @@ std::string segment_label(size_t index, const Elf64_Phdr& ph) {
 
 struct ElfImage::Data {
   std::string name;
+  ElfTls tls;
   std::vector<ElfSegment> segments;
   std::vector<ElfSymbol> symbols;
   std::vector<ElfRelocation> relocations;
@@ -70,6 +71,8 @@ std::string x86_64_relocation_name(uint32_t type) {
 namespace {
 
 struct Parsed {
+  ElfTls tls;
+  bool has_tls = false;
   std::vector<ElfSegment> segments;
   std::vector<ElfSymbol> symbols;
   std::vector<ElfRelocation> relocations;
@@ -324,7 +327,10 @@ Status parse_all(std::span<const uint8_t> bytes, Parsed* p) {
         return unsupported("the program requests an interpreter (PT_INTERP); enclave programs must be "
                            "static PIEs (-static-pie)");
       case PT_TLS:
-        return unsupported("thread-local storage (PT_TLS) is not supported in enclaves");
+        if (p->has_tls) return corrupt("more than one PT_TLS");
+        p->has_tls = true;
+        p->tls = ElfTls{ph.p_vaddr, ph.p_filesz, ph.p_memsz, ph.p_align ? ph.p_align : 1};
+        break;
       case PT_DYNAMIC:
         if (dynamic != nullptr) return corrupt("more than one PT_DYNAMIC");
         dyn_copy = ph;
@@ -344,6 +350,26 @@ Status parse_all(std::span<const uint8_t> bytes, Parsed* p) {
   }
   if (!entry_ok) return corrupt("entry point " + hex(eh.e_entry) + " is not inside an executable segment");
 
+  if (p->has_tls) {
+    const ElfTls& t = p->tls;
+    if (t.memsz > kMaxTlsBytes) {
+      return unsupported("thread-local storage of " + std::to_string(t.memsz) + " bytes (PT_TLS p_memsz); enclaves "
+                         "allow at most " + std::to_string(kMaxTlsBytes) + " (keep large per-thread data on the "
+                         "heap, reached through one thread_local pointer)");
+    }
+    if (t.filesz > t.memsz || (t.align & (t.align - 1)) || t.align > 64) {
+      return corrupt("PT_TLS: p_filesz " + std::to_string(t.filesz) + " > p_memsz, or p_align " +
+                     std::to_string(t.align) + " is not a power of two up to 64");
+    }
+    bool inside = t.filesz == 0;
+    for (const ElfSegment& s : p->segments) {
+      if (t.vaddr >= s.vaddr && t.vaddr - s.vaddr <= s.filesz && t.filesz <= s.filesz - (t.vaddr - s.vaddr)) {
+        inside = true;
+      }
+    }
+    if (!inside) return corrupt("PT_TLS: its initial bytes are not inside a loaded segment's file bytes");
+    if (t.memsz == 0) p->tls = ElfTls{};
+  }
   if (dynamic != nullptr) TM_RETURN_IF_ERROR(parse_dynamic(bytes, *dynamic, p));
   TM_RETURN_IF_ERROR(parse_symbols(bytes, eh, p));
   return Status::ok_status();
@@ -359,6 +385,7 @@ Result<ElfImage> ElfImage::parse(std::shared_ptr<const std::vector<uint8_t>> byt
   if (!st.ok()) return st.with_context(name);
   auto data = std::make_shared<Data>();
   data->name = name;
+  data->tls = p.tls;
   data->segments = std::move(p.segments);
   data->symbols = std::move(p.symbols);
   data->relocations = std::move(p.relocations);
@@ -386,6 +413,10 @@ const std::vector<ElfSegment>& ElfImage::segments() const {
 }
 uint64_t ElfImage::end() const { return data_ ? data_->end : 0; }
 uint64_t ElfImage::entry() const { return data_ ? data_->entry : 0; }
+const ElfTls& ElfImage::tls() const {
+  static const ElfTls kNone;
+  return data_ ? data_->tls : kNone;
+}
 std::span<const uint8_t> ElfImage::bytes() const {
   if (!bytes_) return {};
   return std::span<const uint8_t>(bytes_->data(), bytes_->size());

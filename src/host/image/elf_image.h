@@ -1,7 +1,7 @@
 // ElfImage: a validated view of an enclave program, a static PIE (ET_DYN,
 // x86-64) linked at address 0. Host-only, no I/O. parse() treats its input as
 // hostile: every offset and size is bounds-checked, and anything the loader or
-// the trusted runtime could not handle safely (W+X, TLS, interpreters, shared
+// the trusted runtime could not handle safely (W+X, more than 1 KiB of TLS, interpreters, shared
 // libraries, relocations other than R_X86_64_RELATIVE) is refused with a
 // message naming the segment, tag or offset. Cheap to copy; immutable, so safe
 // to share between threads.
@@ -33,6 +33,18 @@ struct ElfSegment {
   uint64_t page_begin() const { return vaddr & ~uint64_t{4095}; }
   uint64_t page_end() const { return (vaddr + memsz + 4095) & ~uint64_t{4095}; }
 };
+
+// The thread-local storage template (PT_TLS): .tdata bytes at
+// [vaddr, vaddr + filesz) inside a loaded segment, then zeros up to memsz.
+struct ElfTls {
+  uint64_t vaddr = 0;
+  uint64_t filesz = 0;
+  uint64_t memsz = 0;  // 0: the program has no thread-local storage
+  uint64_t align = 1;
+};
+// Largest thread-local block an enclave program may have: it lives at the
+// top of each TCS's exception stack (x86-64 TLS variant II, below FS).
+inline constexpr uint64_t kMaxTlsBytes = 1024;
 
 // A named function or object from .symtab (or .dynsym when stripped).
 struct ElfSymbol {
@@ -69,6 +81,7 @@ class ElfImage {
   // Highest vaddr + memsz over all segments (not page-rounded).
   uint64_t end() const;
   uint64_t entry() const;
+  const ElfTls& tls() const;
   // The whole file.
   std::span<const uint8_t> bytes() const;
   const std::shared_ptr<const std::vector<uint8_t>>& shared_bytes() const { return bytes_; }

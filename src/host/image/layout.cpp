@@ -155,6 +155,12 @@ Result<Layout> Layout::compute(const ElfImage& elf, const EnclaveConfig& config)
     m.manifest_size = manifest.size();
   }
   l.manifest_ = std::move(manifest);
+  if (elf.tls().memsz) {
+    m.tls_vaddr = elf.tls().vaddr;
+    m.tls_filesz = elf.tls().filesz;
+    m.tls_memsz = elf.tls().memsz;
+    m.tls_align = elf.tls().align;
+  }
   return l;
 }
 
