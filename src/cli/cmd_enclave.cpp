@@ -18,6 +18,7 @@ struct RunOptions {
   bool shared = false;
   std::string socket;
   double wait_seconds = 30;
+  uint32_t tcs = 1;
 };
 
 int g_run_exit = -1;
@@ -53,6 +54,10 @@ void register_enclave(CLI::App& app) {
         const double d = std::strtod(v.c_str(), nullptr);
         return d >= 0 && d <= 86400 ? "" : "--wait must be a number of seconds from 0 to 86400";
       });
+  run->add_option("--tcs", opts->tcs,
+                  "With --shared: TCS slots to lease (default 1): main's thread and up to N-1 enclave threads "
+                  "(pthread_create answers EAGAIN beyond them).")
+      ->check(CLI::Range(1u, 1024u));
   run->add_option("--socket", opts->socket, "teemated's control socket (with --shared; default $TEEMATE_SOCKET or "
                                              "/run/teemate/teemated.sock).");
   run->footer(
@@ -69,6 +74,7 @@ void register_enclave(CLI::App& app) {
     attach.image = opts->image;
     attach.client_name = "teemate enclave run";
     attach.wait_ms = static_cast<uint32_t>(opts->wait_seconds * 1000);
+    attach.tcs = opts->tcs;
     Result<std::unique_ptr<Enclave>> e = opts->shared ? Enclave::attach(attach)
                                                       : Enclave::load(opts->image, LoadOptions{opts->backend, {}});
     if (!e.ok()) {

@@ -175,24 +175,89 @@ static int exhaust(void) {
   return 0;
 }
 
-static void* ret_arg(void* arg) {
-  fprintf(stderr, "in thread\n");
-  return arg;
-}
+static void* ret_arg(void* arg) { return arg; }
 
 static int one(void) {
   pthread_t t;
-  fprintf(stderr, "creating\n");
   CHECK(pthread_create(&t, 0, ret_arg, (void*)5) == 0, "create one");
-  fprintf(stderr, "created\n");
   void* r = 0;
   CHECK(pthread_join(t, &r) == 0 && r == (void*)5, "join one");
   printf("one ok\n");
   return 0;
 }
 
+/* ---- regressions of the threads review ---- */
+static void* aborts(void* arg) {
+  (void)arg;
+  tm_abort("a thread gives up");
+  return 0;
+}
+
+static int g_review_once_runs;
+static void once_that_aborts(void) {
+  ++g_review_once_runs;
+  if (g_review_once_runs == 1) tm_abort("once routine gives up");
+}
+static pthread_once_t g_review_once = PTHREAD_ONCE_INIT;
+static void* run_once(void* arg) {
+  pthread_once(&g_review_once, once_that_aborts);
+  return arg;
+}
+
+static void* signal_later(void* arg) {
+  struct timespec t = {0, 50 * 1000 * 1000};
+  nanosleep(&t, 0);
+  pthread_mutex_lock(&g_mu);
+  g_ready = 2;
+  pthread_cond_signal(&g_cv);
+  pthread_mutex_unlock(&g_mu);
+  return arg;
+}
+
+static int review(void) {
+  /* An aborted thread still ends: join returns PTHREAD_CANCELED, and its
+   * slot comes back (more aborted threads than the registry holds). */
+  for (int i = 0; i < 200; ++i) {
+    pthread_t t;
+    void* r = 0;
+    CHECK(pthread_create(&t, 0, aborts, 0) == 0, "create aborting thread");
+    CHECK(pthread_join(t, &r) == 0 && r == PTHREAD_CANCELED, "join an aborted thread");
+  }
+  /* A pthread_once routine that aborted lets the next caller run it. */
+  pthread_t t;
+  CHECK(pthread_create(&t, 0, run_once, 0) == 0 && pthread_join(t, 0) == 0, "once that aborts");
+  pthread_once(&g_review_once, once_that_aborts);
+  CHECK(g_review_once_runs == 2, "once ran again after its routine aborted");
+  /* A deleted and re-created key reads NULL. */
+  pthread_key_t k1, k2;
+  CHECK(pthread_key_create(&k1, 0) == 0 && pthread_setspecific(k1, (void*)0xdead) == 0, "key 1");
+  CHECK(pthread_key_delete(k1) == 0 && pthread_key_create(&k2, 0) == 0, "key 2");
+  CHECK(pthread_getspecific(k2) == 0, "a re-created key reads NULL");
+  /* Far-future deadlines wait; malformed ones are EINVAL. */
+  struct timespec far = {(time_t)1 << 62, 0};
+  g_ready = 0;
+  CHECK(pthread_create(&t, 0, signal_later, 0) == 0, "create signaller");
+  pthread_mutex_lock(&g_mu);
+  int rc = 0;
+  while (g_ready != 2 && rc == 0) rc = pthread_cond_timedwait(&g_cv, &g_mu, &far);
+  pthread_mutex_unlock(&g_mu);
+  CHECK(rc == 0 && g_ready == 2, "timedwait with a far-future deadline waits");
+  CHECK(pthread_join(t, 0) == 0, "join signaller");
+  struct timespec bad = {0, 2000000000};
+  CHECK(pthread_mutex_timedlock(&g_mu, &bad) == EINVAL, "timedlock with a bad tv_nsec");
+  /* Create right after join, every TCS used each round. */
+  for (int round = 0; round < 50; ++round) {
+    pthread_t ts[4];
+    for (int i = 0; i < 4; ++i) CHECK(pthread_create(&ts[i], 0, ret_arg, 0) == 0, "create after join");
+    for (int i = 0; i < 4; ++i) CHECK(pthread_join(ts[i], 0) == 0, "join round");
+  }
+  printf("review ok\n");
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) return 2;
+  if (strcmp(argv[1], "review") == 0) return review();
   if (strcmp(argv[1], "one") == 0) return one();
   if (strcmp(argv[1], "basics") == 0) return basics();
   if (strcmp(argv[1], "exhaust") == 0) return exhaust();

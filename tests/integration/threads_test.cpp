@@ -25,4 +25,13 @@ TEST(ThreadsTest, PthreadCreateFailsWithEagainWhenNoTcsIsFree) {
   EXPECT_NE(out.find("exhaust ok"), std::string::npos) << out;
 }
 
+// Regressions of the hostile review: aborted threads end and give their
+// slot back, an aborted pthread_once routine runs again, re-created keys read
+// NULL, far-future deadlines wait, and create right after join finds a TCS.
+TEST(ThreadsTest, ReviewRegressions) {
+  std::string out;
+  EXPECT_EQ(run("review", &out), 0) << out;
+  EXPECT_NE(out.find("review ok"), std::string::npos) << out;
+}
+
 }  // namespace

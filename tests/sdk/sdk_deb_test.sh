@@ -36,5 +36,6 @@ cmake -S "$src/examples/standalone" -B "$work/b" -DCMAKE_PREFIX_PATH="$work/root
   cmake --build "$work/b" >>"$work/b.log" 2>&1 || { cat "$work/b.log"; fail "building standalone against the package"; }
 out=$("$work/root/usr/bin/teemate" enclave run "$work/b/standalone.tme" 2>/dev/null) || fail "enclave run"
 [[ $out == *"standalone ok"* ]] || fail "standalone printed: $out"
-"$work/b/standalone_host" "$work/b/standalone.tme" 2>/dev/null | grep -q "host ok" || fail "standalone_host"
+host_out=$("$work/b/standalone_host" "$work/b/standalone.tme" 2>/dev/null) || fail "standalone_host"
+[[ $host_out == *"host ok"* ]] || fail "standalone_host printed: $host_out"
 echo "PASS: $(basename "$deb") installs a working SDK (Depends: $depends)"

@@ -59,7 +59,9 @@ out=$("$prefix/bin/teemate" enclave run "$work/b1/standalone.tme" 2>"$work/run.e
 host_out=$(env -u LD_LIBRARY_PATH "$work/b1/standalone_host" "$work/b1/standalone.tme" 2>"$work/host.err") || {
   cat "$work/host.err"; fail "standalone_host"; }
 [[ $host_out == *"host ok"* ]] || fail "standalone_host printed: $host_out"
-ldd "$work/b1/standalone_host" | grep -q "$prefix/lib/libteemate.so" || fail "standalone_host does not use the installed libteemate.so"
+# Not `ldd | grep -q`: with pipefail, grep's early exit can fail ldd with SIGPIPE.
+libs=$(ldd "$work/b1/standalone_host")
+grep -q "$prefix/lib/libteemate.so" <<<"$libs" || fail "standalone_host does not use the installed libteemate.so: $libs"
 
 # Consumer settings that must not reach the enclave's code.
 build_standalone "$work/b2" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_STANDARD=99 -DCMAKE_C_EXTENSIONS=ON \

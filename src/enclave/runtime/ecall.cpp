@@ -181,6 +181,10 @@ extern "C" int64_t teemate_ecall_entry(uint64_t reason, uint64_t frame_addr, uin
     memset(td->tsd, 0, sizeof td->tsd);
     tls_reset(td);
   }
+  // What an abandoned call must put back (see the abort branch below).
+  void* const main_frame_at_entry = td->main_frame;
+  void* const pthread_at_entry = td->pthread;
+  volatile uint32_t* const once_at_entry = td->running_once;
   EcallState st{};
   st.copy_heap = &current_heap();
   st.outer = td->current_ecall;
@@ -204,6 +208,17 @@ extern "C" int64_t teemate_ecall_entry(uint64_t reason, uint64_t frame_addr, uin
     // back any runtime lock the abandoned code held (undoing a heap update
     // it was in), so that an aborted call never leaves a lock taken.
     release_own_locks_since(td, st.lock_base);
+    // Review defects: an abandoned main() must not leave exit() a dead
+    // frame; an abandoned pthread must still end (its joiner waits, its
+    // registry slot is held); an abandoned pthread_once routine lets the
+    // next caller run it.
+    td->main_frame = main_frame_at_entry;
+    if (td->running_once != once_at_entry) {
+      __atomic_store_n(td->running_once, 0u, __ATOMIC_RELEASE);
+      tm_wake(td->running_once);
+      td->running_once = once_at_entry;
+    }
+    if (td->pthread != pthread_at_entry) abandon_thread(td, pthread_at_entry);
     status = abi::kErrFault;
     abi::ExceptionReport rep{};
     rep.vector = static_cast<uint32_t>(td->pending_fault_vector);

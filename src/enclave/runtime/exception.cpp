@@ -151,6 +151,11 @@ void teemate_reset_thread(void) {
   __atomic_store_n(&td->ecall_depth, 0, __ATOMIC_SEQ_CST);
   td->ocall_sp = 0;
   td->main_frame = nullptr;
+  td->pthread = nullptr;  // its record goes with the process (forget_threads_of)
+  // A pthread_once routine that died here: the next caller runs it (waiters
+  // poll the word, no wake needed).
+  if (td->running_once) __atomic_store_n(td->running_once, 0u, __ATOMIC_RELEASE);
+  td->running_once = nullptr;
 }
 
 __attribute__((noreturn)) void teemate_abort_current_ecall(void) {

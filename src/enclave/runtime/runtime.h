@@ -81,6 +81,10 @@ void* fd_disown(int fd);
  * hook that drops the records of a process's threads. */
 int thread_run_ecall(tm_call* call);
 void forget_threads_of(void* context);
+/* The thread that kEcallThreadRun started on this TCS was abandoned (an
+ * unhandled fault, tm_abort, exit()): end it as if it returned
+ * PTHREAD_CANCELED, and make `previous` the TCS's thread again. */
+void abandon_thread(ThreadData* td, void* previous);
 
 /* Sockets (posix_socket.cpp), for the descriptor calls of posix_file.cpp. */
 long long socket_read(int fd, void* buf, size_t len);

@@ -85,6 +85,8 @@ struct ThreadData {
    * thread-specific data keys, cleared when an outermost ECALL begins. */
   void* pthread;
   void* tsd[32];
+  uint32_t tsd_gen[32];       /* the key's generation each value was set under */
+  volatile uint32_t* running_once;  /* the pthread_once word whose routine runs here */
 };
 
 static_assert(offsetof(ThreadData, canary) == TD_CANARY);
@@ -97,7 +99,7 @@ static_assert(offsetof(ThreadData, ssa_gpr0) == TD_SSA_GPR0);
 static_assert(offsetof(ThreadData, initialized) == TD_INITIALIZED);
 static_assert(offsetof(ThreadData, exc_stack) == TD_EXC_STACK);
 static_assert(offsetof(ThreadData, entry_frame) == TD_ENTRY_FRAME);
-static_assert(sizeof(ThreadData) <= 1024);
+static_assert(sizeof(ThreadData) <= 2048);  /* one page, with room to spare */
 static_assert(TD_STACK_GAP == (abi::kExceptionStackPages + 1) * 4096);
 inline constexpr uint32_t kMaxHeldLocks = 32;
 static_assert(sizeof(ThreadData::held_locks) / sizeof(uint64_t) == kMaxHeldLocks);

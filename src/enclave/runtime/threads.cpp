@@ -31,7 +31,8 @@
 namespace teemate::trts {
 namespace {
 
-constexpr uint32_t kMaxThreads = 256;     // pthread_create'd threads alive at once, per enclave
+constexpr uint32_t kMaxThreads = 1024;    // pthread_create'd threads not yet joined, per enclave
+constexpr uint32_t kMaxThreadsPerProcess = 128;  // of which one process may hold
 constexpr uint32_t kMaxKeys = 32;         // thread-specific data keys (ThreadData::tsd)
 constexpr int64_t kWaitSlice = 20000000;  // ns per waiting OCALL
 
@@ -59,12 +60,15 @@ struct Registry {
 };
 Registry g_registry = {TM_SPINLOCK_INIT, {}, {}};
 
+// A key's generation changes when it is deleted, so that a value set under
+// an older key of the same index reads as NULL (review defect).
 struct KeyTable {
   tm_spinlock lock;
   uint32_t used[kMaxKeys];
+  uint32_t generation[kMaxKeys];
   void (*destructors[kMaxKeys])(void*);
 };
-KeyTable g_keys = {TM_SPINLOCK_INIT, {}, {}};
+KeyTable g_keys = {TM_SPINLOCK_INIT, {}, {}, {}};
 
 ThreadData* self_td() { return current_td(); }
 
@@ -72,8 +76,13 @@ uint64_t handle_of(const ThreadRecord* r) { return (uint64_t{r->generation} << 3
 
 bool register_record(ThreadRecord* r) {
   tm_spin_lock(&g_registry.lock);
+  // One process cannot take every slot from the others (review defect).
+  uint32_t mine = 0;
+  for (uint32_t i = 0; i < kMaxThreads; ++i) {
+    mine += g_registry.records[i] && g_registry.records[i]->context == r->context;
+  }
   bool ok = false;
-  for (uint32_t i = 0; i < kMaxThreads && !ok; ++i) {
+  for (uint32_t i = 0; i < kMaxThreads && !ok && mine < kMaxThreadsPerProcess; ++i) {
     if (!g_registry.records[i]) {
       g_registry.records[i] = r;
       r->slot = i;
@@ -116,13 +125,15 @@ void release(ThreadRecord* r) {
   }
 }
 
-// A pthread_t the caller gave us, if it names a registered record.
+// A pthread_t the caller gave us, if it names a registered record of the
+// caller's own process (review defect: another process's threads).
 ThreadRecord* known(pthread_t t) {
   auto* want = reinterpret_cast<ThreadRecord*>(t);
   ThreadRecord* found = nullptr;
+  void* context = current_td()->context;
   tm_spin_lock(&g_registry.lock);
   for (uint32_t i = 0; i < kMaxThreads && !found; ++i) {
-    if (want && g_registry.records[i] == want) found = want;
+    if (want && g_registry.records[i] == want && want->context == context) found = want;
   }
   tm_spin_unlock(&g_registry.lock);
   return found;
@@ -134,7 +145,7 @@ void run_key_destructors(ThreadData* td) {
     for (uint32_t k = 0; k < kMaxKeys; ++k) {
       void* v = td->tsd[k];
       void (*d)(void*) = g_keys.destructors[k];
-      if (v && d && g_keys.used[k]) {
+      if (v && d && g_keys.used[k] && td->tsd_gen[k] == g_keys.generation[k]) {
         td->tsd[k] = nullptr;
         d(v);
         any = true;
@@ -144,18 +155,31 @@ void run_key_destructors(ThreadData* td) {
   }
 }
 
-// Absolute CLOCK_REALTIME deadline -> nanoseconds left (0 when passed).
+// Absolute CLOCK_REALTIME deadline -> nanoseconds left (0 when passed;
+// saturated, never overflowing, for far-future deadlines).
 int64_t left_until(const struct timespec* abstime) {
   struct timespec now;
   clock_gettime(CLOCK_REALTIME, &now);
-  const int64_t left = (abstime->tv_sec - now.tv_sec) * 1000000000 + (abstime->tv_nsec - now.tv_nsec);
-  return left > 0 ? left : 0;
+  int64_t secs, ns;
+  if (__builtin_sub_overflow(static_cast<int64_t>(abstime->tv_sec), static_cast<int64_t>(now.tv_sec), &secs)) {
+    return abstime->tv_sec > 0 ? INT64_MAX : 0;
+  }
+  if (secs > 1000000000) return INT64_MAX;  // beyond 30 years: as good as never
+  if (secs < -1) return 0;
+  ns = secs * 1000000000 + (abstime->tv_nsec - now.tv_nsec);
+  return ns > 0 ? ns : 0;
 }
+
+bool valid_abstime(const struct timespec* t) { return t && t->tv_nsec >= 0 && t->tv_nsec < 1000000000; }
 
 }  // namespace
 
 int thread_run_ecall(tm_call* call) {
   ThreadData* td = self_td();
+  // Only as an outermost ECALL on a TCS of its own: a host that ran it
+  // inside the spawn OCALL, on the creator's TCS, would wipe the creator's
+  // thread state (review defect).
+  if (!td->current_ecall || td->current_ecall->outer) return TM_ERR_INVALID;
   ThreadRecord* r = claim(call->scalars[0], td->context);
   if (!r) return TM_ERR_INVALID;
   void* previous = td->pthread;
@@ -168,6 +192,16 @@ int thread_run_ecall(tm_call* call) {
   tm_wake(&r->state);  // the key is the address: the record is not read
   release(r);
   return TM_OK;
+}
+
+void abandon_thread(ThreadData* td, void* previous) {
+  auto* r = static_cast<ThreadRecord*>(td->pthread);
+  td->pthread = previous;
+  if (!r) return;
+  r->result = PTHREAD_CANCELED;
+  __atomic_store_n(&r->state, static_cast<uint32_t>(kDone), __ATOMIC_RELEASE);
+  tm_wake(&r->state);
+  release(r);
 }
 
 void forget_threads_of(void* context) {
@@ -191,19 +225,23 @@ extern "C" {
 
 int tm_wait(volatile uint32_t* addr, uint32_t expected, int64_t timeout_ns) {
   const uint64_t key = reinterpret_cast<uint64_t>(addr);
-  int64_t left = timeout_ns;
+  struct timespec start;
+  clock_gettime(CLOCK_MONOTONIC, &start);
   for (;;) {
     int64_t seq = 0;
     if (tm_futex_seq(&seq, key) != TM_OK || seq < 0) seq = 0;
     if (__atomic_load_n(addr, __ATOMIC_ACQUIRE) != expected) return 0;
-    if (timeout_ns >= 0 && left <= 0) return ETIMEDOUT;
-    const int64_t slice = timeout_ns >= 0 && left < kWaitSlice ? left : kWaitSlice;
+    int64_t slice = kWaitSlice;
+    if (timeout_ns >= 0) {
+      // Time since the call began, every OCALL included (review defect).
+      struct timespec now;
+      clock_gettime(CLOCK_MONOTONIC, &now);
+      const int64_t spent = (now.tv_sec - start.tv_sec) * 1000000000 + (now.tv_nsec - start.tv_nsec);
+      if (spent >= timeout_ns) return ETIMEDOUT;
+      if (timeout_ns - spent < slice) slice = timeout_ns - spent;
+    }
     int64_t r = 0;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
     (void)tm_futex_wait(&r, key, static_cast<uint64_t>(seq), slice);  // any answer: recheck
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    if (timeout_ns >= 0) left -= (t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec);
   }
 }
 
@@ -218,32 +256,39 @@ int pthread_create(pthread_t* out, const pthread_attr_t* attr, void* (*start)(vo
   if (!out || !start) return EINVAL;
   auto* r = static_cast<ThreadRecord*>(tm_shared_calloc(1, sizeof(ThreadRecord)));
   if (!r) return EAGAIN;
-  r->refs = 2;
   r->start = start;
   r->arg = arg;
   r->context = self_td()->context;
   int detach = PTHREAD_CREATE_JOINABLE;
   if (attr) pthread_attr_getdetachstate(attr, &detach);
   r->detached = detach == PTHREAD_CREATE_DETACHED;
-  if (r->detached) r->refs = 1;  // nobody will join
+  // The thread's and the joiner's references, and ours until the spawn
+  // OCALL has answered: a host that runs the thread to its end and then
+  // reports a failure must not make us touch a freed record (review defect).
+  r->refs = r->detached ? 2 : 3;
   if (!register_record(r)) {
     tm_shared_free(r);
     return EAGAIN;
   }
-  *out = reinterpret_cast<pthread_t>(r);
   const long long started = host_call([&](int64_t* p) { return tm_thread_spawn(p, handle_of(r)); }, 0);
+  const int e = errno == EAGAIN || errno == ENOMEM ? EAGAIN : errno;
   if (started < 0) {
-    const int e = errno == EAGAIN || errno == ENOMEM ? EAGAIN : errno;
-    // Take it back unless a (lying) host ran it anyway.
+    // Take it back unless the (lying) host ran it anyway: no later claim
+    // can succeed once it is unregistered.
     tm_spin_lock(&g_registry.lock);
     const bool never_ran = r->state == kCreated;
-    if (never_ran) g_registry.records[r->slot] = nullptr;
+    if (never_ran) {
+      g_registry.records[r->slot] = nullptr;
+      r->state = kDone;
+    }
     tm_spin_unlock(&g_registry.lock);
     if (never_ran) {
       tm_shared_free(r);
       return e;
     }
   }
+  *out = reinterpret_cast<pthread_t>(r);
+  release(r);  // ours
   return 0;
 }
 
@@ -358,6 +403,7 @@ int pthread_mutex_lock(pthread_mutex_t* m) {
 }
 
 int pthread_mutex_timedlock(pthread_mutex_t* m, const struct timespec* abstime) {
+  if (!valid_abstime(abstime)) return EINVAL;
   for (;;) {
     if (pthread_mutex_trylock(m) == 0) return 0;
     const int64_t left = left_until(abstime);
@@ -406,7 +452,7 @@ static int cond_wait(pthread_cond_t* c, pthread_mutex_t* m, const struct timespe
 
 int pthread_cond_wait(pthread_cond_t* c, pthread_mutex_t* m) { return cond_wait(c, m, nullptr); }
 int pthread_cond_timedwait(pthread_cond_t* c, pthread_mutex_t* m, const struct timespec* abstime) {
-  if (!abstime || abstime->tv_nsec < 0 || abstime->tv_nsec >= 1000000000) return EINVAL;
+  if (!valid_abstime(abstime)) return EINVAL;
   return cond_wait(c, m, abstime);
 }
 int pthread_cond_signal(pthread_cond_t* c) {
@@ -465,15 +511,24 @@ int pthread_rwlock_unlock(pthread_rwlock_t* l) {
 
 int pthread_once(pthread_once_t* once, void (*fn)(void)) {
   auto* w = reinterpret_cast<volatile uint32_t*>(once);
-  uint32_t expected = 0;
-  if (__atomic_compare_exchange_n(w, &expected, 1u, false, __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE)) {
-    fn();
-    __atomic_store_n(w, 2u, __ATOMIC_RELEASE);
-    tm_wake(w);
-    return 0;
+  for (;;) {
+    uint32_t expected = 0;
+    if (__atomic_compare_exchange_n(w, &expected, 1u, false, __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE)) {
+      // Recorded so that an abandoned routine (a fault, tm_abort, its
+      // process killed) frees the word for the next caller (review defect).
+      ThreadData* td = self_td();
+      volatile uint32_t* outer = td->running_once;
+      td->running_once = w;
+      fn();
+      td->running_once = outer;
+      __atomic_store_n(w, 2u, __ATOMIC_RELEASE);
+      tm_wake(w);
+      return 0;
+    }
+    if (expected == 2) return 0;
+    // Running elsewhere: wait, then look again (back to 0 if it was abandoned).
+    while (__atomic_load_n(w, __ATOMIC_ACQUIRE) == 1) tm_wait(w, 1, -1);
   }
-  while ((expected = __atomic_load_n(w, __ATOMIC_ACQUIRE)) == 1) tm_wait(w, 1, -1);
-  return 0;
 }
 
 // ---- thread-specific data ----------------------------------------------------
@@ -499,16 +554,23 @@ int pthread_key_delete(pthread_key_t key) {
   tm_spin_lock(&g_keys.lock);
   const int rc = g_keys.used[key] ? 0 : EINVAL;
   g_keys.used[key] = 0;
+  ++g_keys.generation[key];
   g_keys.destructors[key] = nullptr;
   tm_spin_unlock(&g_keys.lock);
   return rc;
 }
 
-void* pthread_getspecific(pthread_key_t key) { return key < kMaxKeys ? self_td()->tsd[key] : nullptr; }
+void* pthread_getspecific(pthread_key_t key) {
+  if (key >= kMaxKeys) return nullptr;
+  ThreadData* td = self_td();
+  return td->tsd_gen[key] == __atomic_load_n(&g_keys.generation[key], __ATOMIC_ACQUIRE) ? td->tsd[key] : nullptr;
+}
 
 int pthread_setspecific(pthread_key_t key, const void* value) {
   if (key >= kMaxKeys || !g_keys.used[key]) return EINVAL;
-  self_td()->tsd[key] = const_cast<void*>(value);
+  ThreadData* td = self_td();
+  td->tsd[key] = const_cast<void*>(value);
+  td->tsd_gen[key] = __atomic_load_n(&g_keys.generation[key], __ATOMIC_ACQUIRE);
   return 0;
 }
 

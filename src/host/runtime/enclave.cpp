@@ -378,8 +378,19 @@ class EnclaveImpl final : public Enclave {
   // pthread_create then fails with EAGAIN rather than wait for one).
   int64_t spawn_thread(uint64_t handle) {
     std::optional<uint32_t> tcs;
+    bool finishing;
     {
-      std::lock_guard lock(tcs_mu_);
+      std::lock_guard lock(threads_mu_);
+      finishing = running_threads_ > 0;
+    }
+    {
+      std::unique_lock lock(tcs_mu_);
+      // A thread that was just joined gives its TCS back a moment after its
+      // joiner learns it ended: wait briefly for it (review defect: an
+      // immediate pthread_create got EAGAIN).
+      if (free_tcs_.empty() && finishing) {
+        tcs_cv_.wait_for(lock, std::chrono::milliseconds(50), [&] { return !free_tcs_.empty(); });
+      }
       if (!free_tcs_.empty()) {
         tcs = free_tcs_.back();
         free_tcs_.pop_back();
