@@ -769,6 +769,10 @@ class DaemonImpl final : public Daemon {
       for (auto& w : warm_) {
         if (w->domain != domain || w->mrenclave != mr) continue;
         if (!q.fresh) {
+          // The same image at that path was rewritten (a rebuild gives the
+          // same MRENCLAVE): remember the file as it is now, so that the
+          // next load of it is not measured again.
+          if (w->image == q.image) w->stamp = stamp;
           c.pinned.insert(w->id);
           return describe(*w, c.who);
         }

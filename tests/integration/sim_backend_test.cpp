@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
@@ -196,6 +197,67 @@ TEST_F(SimBackendTest, SecondEenterOnABusyTcsFaults) {
   EXPECT_EQ(raw_ecall(e, tcs0, kEcallAdd), abi::kExitReturn);
 }
 
+// The software EENTER (no #UD trap) and the lazy GS restore must leave the
+// host thread exactly as it was: its FS (TLS), its signal mask and, when
+// the host uses GS, its GS base.
+thread_local int t_probe = 0;
+
+uint64_t gs_base() {
+  unsigned long v = 0;
+  syscall(SYS_arch_prctl, 0x1004 /* ARCH_GET_GS */, &v);
+  return v;
+}
+
+TEST_F(SimBackendTest, ACrossingRestoresTheHostThreadState) {
+  auto b = build(*img_, params_of(img_->layout));
+  ASSERT_TRUE(b.ok());
+  ASSERT_TRUE(b->enclave->init(img_->file.sigstruct).ok());
+  const uint64_t tcs0 = b->enclave->base() + img_->layout.tcs_offset(0);
+  const uint64_t tcs1 = b->enclave->base() + img_->layout.tcs_offset(1);
+  host::BackendEnclave& e = *b->enclave;
+  static uint64_t host_gs_area[8];
+  std::thread([&] {
+    sigset_t blocked, now;
+    sigemptyset(&blocked);
+    sigemptyset(&now);
+    sigaddset(&blocked, SIGUSR2);
+    ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &blocked, nullptr), 0);
+    sigset_t before;
+    sigemptyset(&before);
+    pthread_sigmask(SIG_BLOCK, nullptr, &before);
+    t_probe = 41;
+    // A host that does not use GS: FS and the mask come back.
+    for (uint64_t tcs : {tcs0, tcs0, tcs1, tcs0}) {
+      ASSERT_EQ(raw_ecall(e, tcs, kEcallAdd), abi::kExitReturn);
+      EXPECT_EQ(t_probe, 41);
+      pthread_sigmask(SIG_BLOCK, nullptr, &now);
+      for (int sig = 1; sig < SIGRTMAX; ++sig) {
+        EXPECT_EQ(sigismember(&now, sig), sigismember(&before, sig)) << "a crossing changed the mask of " << sig;
+      }
+      EXPECT_TRUE(sigismember(&now, SIGUSR2));
+      EXPECT_FALSE(sigismember(&now, SIGUSR1));
+    }
+    // A host that uses GS gets its base back after every crossing.
+    const uint64_t mine = reinterpret_cast<uint64_t>(host_gs_area);
+    ASSERT_EQ(syscall(SYS_arch_prctl, 0x1001 /* ARCH_SET_GS */, mine), 0);
+    for (uint64_t tcs : {tcs0, tcs1, tcs1}) {
+      ASSERT_EQ(raw_ecall(e, tcs, kEcallAdd), abi::kExitReturn);
+      EXPECT_EQ(gs_base(), mine);
+      EXPECT_EQ(t_probe, 41);
+    }
+    syscall(SYS_arch_prctl, 0x1001, 0UL);
+  }).join();
+  // A thread this one creates after a lazy exit starts as a host thread.
+  std::thread([&] {
+    ASSERT_EQ(raw_ecall(e, tcs1, kEcallAdd), abi::kExitReturn);
+    std::thread([&] {
+      ASSERT_EQ(raw_ecall(e, tcs0, kEcallAdd), abi::kExitReturn);
+      t_probe = 7;
+      ASSERT_EQ(raw_ecall(e, tcs1, kEcallAdd), abi::kExitReturn);
+      EXPECT_EQ(t_probe, 7);
+    }).join();
+  }).join();
+}
 
 // Recovery as the daemon does it when a process dies: take the TCS back
 // (CSSA incremented, as after an AEX), enter the recovery path, ERESUME into

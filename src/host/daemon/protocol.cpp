@@ -339,6 +339,10 @@ Result<Message> recv_reply(int sock, int timeout_ms) { return recv_message(sock,
 
 Result<Message> call(int sock, const json& request, std::span<const int> fds, int timeout_ms) {
   TM_RETURN_IF_ERROR(send_message(sock, request, fds, timeout_ms));
+  return await_reply(sock, timeout_ms);
+}
+
+Result<Message> await_reply(int sock, int timeout_ms) {
   TM_ASSIGN_OR_RETURN(Message reply, recv_reply(sock, timeout_ms));
   if (!reply.body["ok"].get<bool>()) {
     Code code = Code::kInternal;

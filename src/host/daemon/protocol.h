@@ -106,6 +106,9 @@ Status validate_reply(const nlohmann::json& body);
 // when "ok" is true.
 Result<Message> call(int sock, const nlohmann::json& request, std::span<const int> fds = {},
                      int timeout_ms = -1);
+// The receiving half of call(), for a client that pipelines: the daemon
+// answers a connection's requests in the order they were sent.
+Result<Message> await_reply(int sock, int timeout_ms = -1);
 
 // {"v": 1, "op": op, ...fields}. fields must be an object or null.
 nlohmann::json make_request(const std::string& op, nlohmann::json fields = nlohmann::json::object());

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@
 #include <shared_mutex>
 #include <thread>
 #include <array>
+#include <atomic>
 #include <vector>
 
 #include "base/hex.h"
@@ -166,6 +168,20 @@ struct ActiveCall {
   uint32_t tcs;
 };
 
+// getpid() is a system call on every ECALL otherwise; fork's child hook
+// forgets the cached value.
+std::atomic<pid_t> g_pid{0};
+pid_t current_pid() {
+  pid_t p = g_pid.load(std::memory_order_relaxed);
+  if (p != 0) return p;
+  static const bool hooked = [] {
+    return pthread_atfork(nullptr, nullptr, [] { g_pid.store(0, std::memory_order_relaxed); }) == 0;
+  }();
+  p = getpid();
+  if (hooked) g_pid.store(p, std::memory_order_relaxed);
+  return p;
+}
+
 thread_local ScratchPool t_scratch;
 thread_local std::vector<ActiveCall> t_active;
 
@@ -213,8 +229,10 @@ class EnclaveImpl final : public Enclave {
     TM_RETURN_IF_ERROR(protocol::check_socket_directory(sock_path, geteuid(), /*create=*/false)
                            .with_context("refusing to connect to " + sock_path));
     TM_ASSIGN_OR_RETURN(daemon_, protocol::connect_unix(sock_path));
-    TM_RETURN_IF_ERROR(protocol::call(daemon_.get(), protocol::make_request("hello", {{"client", o.client_name}}))
-                           .status());
+    // hello and load go out together (one round trip fewer): the daemon
+    // answers in order, and a refused hello fails the load as well.
+    TM_RETURN_IF_ERROR(protocol::send_message(daemon_.get(), protocol::make_request("hello", {{"client", o.client_name}})));
+    bool greeted = false;
     nlohmann::json which;
     if (!o.mrenclave.empty()) {
       which = {{"mrenclave", o.mrenclave}};
@@ -231,13 +249,16 @@ class EnclaveImpl final : public Enclave {
       nlohmann::json load = {{"image", image}};
       if (!o.trust_domain.empty()) load["trust_domain"] = o.trust_domain;
       const int fds[] = {file.get()};
-      TM_ASSIGN_OR_RETURN(protocol::Message loaded,
-                          protocol::call(daemon_.get(), protocol::make_request("load", load), fds));
+      TM_RETURN_IF_ERROR(protocol::send_message(daemon_.get(), protocol::make_request("load", load), fds));
+      TM_RETURN_IF_ERROR(protocol::await_reply(daemon_.get()).status());
+      greeted = true;
+      TM_ASSIGN_OR_RETURN(protocol::Message loaded, protocol::await_reply(daemon_.get()));
       if (!loaded.body.contains("enclave") || !loaded.body["enclave"].is_number_unsigned()) {
         return corrupt("teemated's load reply lacks an unsigned enclave id");
       }
       which = {{"enclave", loaded.body["enclave"].get<uint64_t>()}};
     }
+    if (!greeted) TM_RETURN_IF_ERROR(protocol::await_reply(daemon_.get()).status());
     nlohmann::json req = which;
     req["tcs"] = o.tcs;
     // All TCS leased: wait (bounded) for processes to leave, as a run
@@ -269,7 +290,12 @@ class EnclaveImpl final : public Enclave {
     for (auto& fd : att.fds) h.fds.push_back(fd.get());
     h.base = b["base"].get<uint64_t>();
     h.size = b["size"].get<uint64_t>();
-    TM_ASSIGN_OR_RETURN(backend_, host::open_backend("sim"));
+    // The daemon says which backend built the enclave; the attaching
+    // process names none.
+    if (!b.contains("backend") || !b["backend"].is_string()) {
+      return corrupt("teemated's attach reply does not name the backend that built the enclave");
+    }
+    TM_ASSIGN_OR_RETURN(backend_, host::open_backend(b["backend"].get<std::string>()));
     TM_ASSIGN_OR_RETURN(enclave_, backend_->attach(h));
     TM_RETURN_IF_ERROR(adopt_tcs(b["tcs"]));
     if (tcs_addrs_.empty()) return corrupt("teemated leased no TCS");
@@ -423,7 +449,7 @@ class EnclaveImpl final : public Enclave {
 
   // `preassigned`: a TCS the caller already took from the pool (>= 0).
   Status call_any(uint32_t id, CallArgs& args, int64_t preassigned = -1) {
-    if (getpid() != owner_pid_) {
+    if (current_pid() != owner_pid_) {
       return Status(Code::kInvalidArgument, "this enclave handle belongs to pid " + std::to_string(owner_pid_) +
                                       "; a forked child must load or attach an enclave of its own");
     }

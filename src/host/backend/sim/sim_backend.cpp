@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <string>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "host/backend/backend.h"
@@ -133,7 +134,8 @@ class SimEnclave final : public BackendEnclave {
     }
     perms_.assign(p.size / sgx::kPageSize, kNotAdded);
     state_.page_perms = perms_.data();
-    measurement_.ecreate(p.ssa_frame_pages, p.size);
+    measurement_.emplace();
+    measurement_->ecreate(p.ssa_frame_pages, p.size);
     return {};
   }
 
@@ -157,14 +159,15 @@ class SimEnclave final : public BackendEnclave {
       return invalid_argument("EADD: a writable page must be readable");
     }
     memcpy(build_view_ + offset, data, sgx::kPageSize);  // EADD: commit and copy
-    measurement_.add_page(offset, flags, data, measure);  // EEXTEND: hash
+    measurement_->add_page(offset, flags, data, measure);  // EEXTEND: hash
     perms_[page] = type == sgx::kPtTcs ? 0 : static_cast<uint8_t>(flags & sgx::kSecinfoPermMask);
     return {};
   }
 
   Status init(const sgx::Sigstruct& sig) override {
     if (state_.initialized) return invalid_argument("EINIT: enclave already initialised");
-    mrenclave_ = measurement_.finish();
+    if (!measurement_) return invalid_argument("EINIT before ECREATE");
+    mrenclave_ = measurement_->finish();
     TM_RETURN_IF_ERROR(sgx::check_einit(sig, mrenclave_, state_.attributes, state_.misc_select)
                            .with_context("EINIT refused the SIGSTRUCT"));
     mrsigner_ = sgx::mrsigner_of(sig);
@@ -419,7 +422,9 @@ class SimEnclave final : public BackendEnclave {
   SimControlHeader* control_ = nullptr;
   size_t control_bytes_ = 0;
   int control_fd_ = -1;
-  sgx::MeasurementBuilder measurement_;
+  // Only a build measures: an attached enclave never creates the hashing
+  // context (whose first use loads OpenSSL's configuration, ~1 ms).
+  std::optional<sgx::MeasurementBuilder> measurement_;
   sgx::Digest mrenclave_{};
   sgx::Digest mrsigner_{};
 };

@@ -30,16 +30,37 @@ teemate_enclu_enter:
     push %r14
     push %r15
     push %rdi                       /* (%rsp) = ctx at every ENCLU below */
-    mov CTX_TCS(%rdi), %rbx
-    mov CTX_RSI(%rdi), %rsi
-    mov CTX_RDI(%rdi), %rdi
+    /* EENTER, done in software as the vDSO's entry does it on hardware
+     * (no #UD trap): teemate_sim_eenter checks and claims the TCS, records
+     * URSP/URBP and the AEP, blocks asynchronous signals and returns the
+     * SimTcs, or 0 with the fault vector in RDX. */
+    mov %rdi, %r12
+    mov CTX_TCS(%rdi), %rdi
+    mov %rsp, %rsi
+    mov %rbp, %rdx
     lea teemate_aep(%rip), %rcx
-    mov $2, %eax                    /* EENTER */
+    call teemate_sim_eenter
+    test %rax, %rax
+    jnz 1f
+    mov %rdx, %rax
+    jmp teemate_enclu_fault
+1:  mov %rax, %r13
+    mov 16(%r13), %rdi              /* SimTcs.enclave_fs */
+    mov 24(%r13), %rsi              /* SimTcs.enclave_gs */
+    call teemate_sim_set_fsgs       /* no TLS from here until EEXIT */
+    mov CTX_TCS(%r12), %rbx
+    mov CTX_RSI(%r12), %rsi
+    mov CTX_RDI(%r12), %rdi
+    movl 36(%r13), %eax             /* SimTcs.cssa */
+    mov 64(%r13), %r11              /* SimTcs.oentry_addr */
+    xor %r12d, %r12d
+    xor %r13d, %r13d
+    lea teemate_enclu_eenter_insn(%rip), %rcx   /* where EEXIT returns */
+    jmp *%r11
+    /* EEXIT lands here with RSP/RBP as they were at EENTER. */
     .globl teemate_enclu_eenter_insn
     .hidden teemate_enclu_eenter_insn
 teemate_enclu_eenter_insn:
-    enclu
-    /* EEXIT lands here with RSP/RBP as they were at EENTER. */
     mov (%rsp), %r8
     mov %rdi, CTX_OUT_RDI(%r8)
     mov %rsi, CTX_OUT_RSI(%r8)
@@ -140,9 +161,14 @@ teemate_sim_signal_entry:
     .size teemate_sim_signal_entry, .-teemate_sim_signal_entry
 
 /* void teemate_sim_set_fsgs(uint64_t fs, uint64_t gs): loads both bases
- * with arch_prctl. WRFSBASE/WRGSBASE would be faster, but a kernel that has
+ * with arch_prctl, skipping GS when it already holds the value (RDGSBASE
+ * reads reliably). WRFSBASE/WRGSBASE would be faster, but a kernel that has
  * not enabled FSGSBASE for itself does not preserve values written that way
- * across context switches (seen on our VMs); arch_prctl is always kept. */
+ * across context switches (seen on our VMs); arch_prctl is always kept.
+ * Setting GS is the dearer of the two (a selector reload as well), which
+ * is why a host thread that does not use GS keeps the enclave's GS base
+ * after EEXIT (see SimTcs::host_gs): re-entering the same TCS then sets
+ * FS alone. */
     .globl teemate_sim_set_fsgs
     .hidden teemate_sim_set_fsgs
     .type teemate_sim_set_fsgs, @function
@@ -153,10 +179,15 @@ teemate_sim_set_fsgs:
     mov $158, %eax                  /* SYS_arch_prctl */
     syscall
     pop %rsi
+    test %rsi, %rsi                 /* 0: a host that does not use GS */
+    jz 1f
+    rdgsbase %rax
+    cmp %rax, %rsi
+    je 1f
     mov $0x1001, %edi               /* ARCH_SET_GS */
     mov $158, %eax
     syscall
-    ret
+1:  ret
     .size teemate_sim_set_fsgs, .-teemate_sim_set_fsgs
 
     .section .note.GNU-stack, "", @progbits

@@ -54,15 +54,10 @@ uint64_t& sigmask_word(ucontext_t* uc) { return *reinterpret_cast<uint64_t*>(&uc
 
 uint32_t current_tid() { return static_cast<uint32_t>(syscall(SYS_gettid)); }
 
-// The current bases as the kernel keeps them (see teemate_sim_set_fsgs).
+// The FS base as the kernel keeps it (see teemate_sim_set_fsgs).
 uint64_t rdfsbase() {
   unsigned long v = 0;
   syscall(SYS_arch_prctl, 0x1003 /* ARCH_GET_FS */, &v);
-  return v;
-}
-uint64_t rdgsbase() {
-  unsigned long v = 0;
-  syscall(SYS_arch_prctl, 0x1004 /* ARCH_GET_GS */, &v);
   return v;
 }
 
@@ -109,20 +104,22 @@ bool page_has(const SimEnclaveState* st, uint64_t addr, uint64_t len, uint8_t pe
   return true;
 }
 
-// A host thread's own FS/GS bases and tid never change, so EENTER reads
-// them once per thread (each read is a system call).
+// A host thread's own FS base (its TLS) and tid never change, so EENTER
+// reads them once per thread (each read is a system call). GS is read at
+// every entry (host_gs_now): a host may set it between crossings.
 struct HostThread {
   bool known = false;
-  uint64_t fs = 0, gs = 0;
+  uint64_t fs = 0;
   uint32_t tid = 0;
   uint64_t pidns = 0;  // inode of /proc/self/ns/pid (0 if /proc is not there)
 };
 thread_local HostThread t_host;
 
+bool is_some_enclave_gs(uint64_t gs);
+
 const HostThread& host_thread() {
   if (!t_host.known) {
     t_host.fs = rdfsbase();
-    t_host.gs = rdgsbase();
     t_host.tid = current_tid();
     struct stat ns {};
     t_host.pidns = stat("/proc/self/ns/pid", &ns) == 0 ? ns.st_ino : 0;
@@ -143,10 +140,20 @@ bool claim_tcs(SimTcs* t) {
   return true;
 }
 
+// The host's GS base now (the host may change it between crossings; RDGSBASE
+// reads it without a system call, as the signal entry stub does), or 0 when
+// it is an enclave's, left there by a lazy EEXIT: a host that does not use GS.
+uint64_t host_gs_now(const SimTcs* t) {
+  uint64_t gs = 0;
+  asm volatile("rdgsbase %0" : "=r"(gs));
+  if (gs == t->enclave_gs || is_some_enclave_gs(gs)) return 0;
+  return gs;
+}
+
 void save_host_and_block(SimTcs* t, ucontext_t* uc) {
   const HostThread& h = host_thread();
   t->host_fs = h.fs;
-  t->host_gs = h.gs;
+  t->host_gs = host_gs_now(t);
   t->aep = static_cast<uint64_t>(R(uc, REG_RCX));
   t->host_sigmask = sigmask_word(uc);
   sigmask_word(uc) = t->host_sigmask | async_block_mask();
@@ -196,6 +203,37 @@ const void* emulate_eresume(ucontext_t* uc) {
   R(uc, REG_EFL) = (R(uc, REG_EFL) & ~kUserFlags) | (g->rflags & kUserFlags);
   if (uc->uc_mcontext.fpregs) memcpy(uc->uc_mcontext.fpregs, xsave_of(st, t, t->cssa), 512);
   return &t->enclave_fs;
+}
+
+// EENTER issued through teemate_enclu_enter (sim's counterpart of the
+// vDSO's entry function): the same checks and state changes as the trap
+// path, without the #UD. The caller loads the enclave's FS/GS and jumps.
+struct EenterResult {
+  SimTcs* tcs;      // null: fault
+  uint64_t vector;  // when tcs is null
+};
+
+EenterResult software_eenter(uint64_t tcs_addr, uint64_t ursp, uint64_t urbp, uint64_t aep) {
+  SimEnclaveState* st = nullptr;
+  SimTcs* t = registry_find_tcs(tcs_addr, &st);
+  if (!t || !st->initialized.load(std::memory_order_acquire)) return {nullptr, sgx::kVecGP};
+  if (!claim_tcs(t)) return {nullptr, sgx::kVecGP};
+  if (t->cssa >= t->nssa) {
+    t->busy.store(0, std::memory_order_release);
+    return {nullptr, sgx::kVecGP};
+  }
+  sgx::GprSgx* g = gpr_of(st, t, t->cssa);
+  g->ursp = ursp;
+  g->urbp = urbp;
+  t->host_fs = host_thread().fs;
+  t->host_gs = host_gs_now(t);
+  t->aep = aep;
+  // The raw system call, so that glibc's internal signals are blocked too,
+  // as the trap path's uc_sigmask does; EEXIT's sigreturn restores the mask.
+  uint64_t block = async_block_mask(), old = 0;
+  syscall(SYS_rt_sigprocmask, SIG_BLOCK, &block, &old, sizeof(old));
+  t->host_sigmask = old;
+  return {t, 0};
 }
 
 // EEXIT from enclave code: jump to RBX outside, TCS free again.
@@ -350,6 +388,20 @@ SimEnclaveState* registry_find_addr(uint64_t addr) {
   return nullptr;
 }
 
+namespace {
+bool is_some_enclave_gs(uint64_t gs) {
+  if (gs == 0) return false;
+  for (auto& slot : g_registry) {
+    SimEnclaveState* st = slot.load(std::memory_order_acquire);
+    if (!st) continue;
+    for (uint32_t i = 0; i < st->tcs_count; ++i) {
+      if (st->tcs[i].enclave_gs == gs) return true;
+    }
+  }
+  return false;
+}
+}  // namespace
+
 SimTcs* registry_find_tcs(uint64_t tcs_addr, SimEnclaveState** owner) {
   SimEnclaveState* st = registry_find_addr(tcs_addr);
   if (!st) return nullptr;
@@ -438,6 +490,10 @@ extern "C" TEEMATE_NO_TLS_INSTRUMENTATION SimTcs* teemate_sim_tcs_for_context(ui
     }
   }
   return nullptr;
+}
+
+extern "C" EenterResult teemate_sim_eenter(uint64_t tcs, uint64_t ursp, uint64_t urbp, uint64_t aep) {
+  return software_eenter(tcs, ursp, urbp, aep);
 }
 
 extern "C" const void* teemate_sim_signal_handler(int sig, siginfo_t* info, void* ctx, SimTcs* inside) {

@@ -15,7 +15,11 @@
 namespace teemate::host::sim {
 
 // One TCS. host_fs/host_gs must stay the first two fields: the signal entry
-// stub reads them by offset before any C code runs.
+// stub reads them by offset before any C code runs. host_gs is 0 when the
+// host thread does not use GS (its base was 0): EEXIT then leaves the
+// enclave's GS base loaded, which no host code reads, instead of paying for
+// a GS reload on every crossing; the thread's next EENTER of the same TCS
+// finds GS already right.
 struct SimTcs {
   uint64_t host_fs;        // 0: host FS base saved at EENTER/ERESUME
   uint64_t host_gs;        // 8
@@ -41,6 +45,9 @@ struct SimTcs {
 };
 static_assert(offsetof(SimTcs, host_fs) == 0 && offsetof(SimTcs, host_gs) == 8);
 static_assert(offsetof(SimTcs, enclave_gs) == 24);
+// teemate_enclu_enter (sim_enclu.S) reads these after the software EENTER.
+static_assert(offsetof(SimTcs, enclave_fs) == 16 && offsetof(SimTcs, cssa) == 36 &&
+              offsetof(SimTcs, oentry_addr) == 64);
 
 // The control memory: a memfd shared by every process that maps the
 // enclave (the "hardware state" of the sim): a header, the SimTcs array and
