@@ -12,13 +12,13 @@ int nop(tm_call*) { return TM_OK; }
 TM_ECALL(kBenchEcallNop, nop);
 
 // OCALL cost = (time(N) - time(0)) / N on the host side.
-int ocall_loop(tm_call* c) {
+int ocall_loop_with(tm_call* c, int (*ocall)(tm_call*)) {
   const uint64_t n = c->scalars[0];
   uint64_t done = 0;
   for (; done < n; ++done) {
     tm_call o{};
     o.id = kBenchOcallNop;
-    const int rc = tm_ocall(&o);
+    const int rc = ocall(&o);
     if (rc != TM_OK) {
       c->scalars[1] = done;
       return rc;
@@ -27,7 +27,10 @@ int ocall_loop(tm_call* c) {
   c->scalars[1] = done;
   return TM_OK;
 }
+int ocall_loop(tm_call* c) { return ocall_loop_with(c, tm_ocall); }
+int switchless_ocall_loop(tm_call* c) { return ocall_loop_with(c, tm_ocall_switchless); }
 TM_ECALL(kBenchEcallOcallLoop, ocall_loop);
+TM_ECALL(kBenchEcallSwitchlessOcallLoop, switchless_ocall_loop);
 
 }  // namespace
 

@@ -6,6 +6,7 @@
 enum BenchEcall : unsigned {
   kBenchEcallNop = 0x100,        // does nothing
   kBenchEcallOcallLoop = 0x101,  // scalars[0] in: N; makes N kBenchOcallNop; scalars[1] out: OCALLs done
+  kBenchEcallSwitchlessOcallLoop = 0x102,  // the same with tm_ocall_switchless
 };
 
 enum BenchOcall : unsigned {

@@ -40,6 +40,11 @@ constexpr const char* kUsage =
     "  ecall_echo_64k          the same with 64 KiB\n"
     "  ecall_with_N_ocalls     one ECALL that makes N empty OCALLs (bench_ecall.tme)\n"
     "  ocall_roundtrip         (time(ECALL with N OCALLs) - time(ECALL with 0)) / N\n"
+    "  ocall_switchless        ocall_roundtrip's measure with tm_ocall_switchless on a\n"
+    "                          handle with one host OCALL worker (falls back to a\n"
+    "                          crossing when the worker does not take the call)\n"
+    "  ecall_switchless        ecall_user_nop through Enclave::call_switchless on a\n"
+    "                          handle with one enclave ECALL worker\n"
     "  ocall_nested_minus_ping test_enclave's nested ECALL (one OCALL) minus ping:\n"
     "                          a cross-check of ocall_roundtrip\n"
     "\n"
@@ -268,6 +273,61 @@ int run(const Options& o) {
                       "(t(N) - t(0)) / N, N = " + std::to_string(n_ocalls));
     ro.numbers.push_back({"ocalls", std::to_string(n_ocalls)});
     rows.push_back(std::move(ro));
+  }
+
+  // Switchless, each direction on a handle of its own (bench_ecall.tme with
+  // one worker) so that only one worker spins at a time on a small machine.
+  {
+    LoadOptions ocall_opts;
+    ocall_opts.switchless.ocall_workers = 1;
+    ocall_opts.switchless.ecall_workers = 0;
+    auto so = Enclave::load(bench_path, ocall_opts);
+    if (!so.ok()) {
+      fprintf(stderr, "teemate-bench-ecall: switchless OCALL handle: %s\n", so.status().to_string().c_str());
+      return 1;
+    }
+    Enclave& se = **so;
+    if (Status s = se.set_ocall(kBenchOcallNop, [](CallArgs&) -> int32_t { return 0; }); !s.ok()) return 1;
+    auto loop = [&](uint32_t id, uint64_t n) {
+      CallArgs a;
+      a.scalar(0, n);
+      Status s = se.call(id, a);
+      if (s.ok() && a.scalar_value(1) != n) s = internal_error("the enclave made " + std::to_string(a.scalar_value(1)) + " OCALLs");
+      return s;
+    };
+    auto loop0 = [&] { return loop(kBenchEcallSwitchlessOcallLoop, 0); };
+    auto loopn = [&] { return loop(kBenchEcallSwitchlessOcallLoop, n_ocalls); };
+    if (time_batch(ops_small / 4, loop0) < 0 || time_batch(1, loopn) < 0) return 1;
+    std::vector<double> sw;
+    for (int r = 0; r < reps; ++r) {
+      const double t0 = time_batch(ops_small, loop0);
+      const double tn = time_batch(ops_loop, loopn);
+      if (t0 < 0 || tn < 0) return 1;
+      sw.push_back((tn * 1e6 / ops_loop - t0 * 1e6 / ops_small) / n_ocalls);
+    }
+    Row r = make_row("ocall_switchless", std::move(sw), ops_loop * n_ocalls,
+                     "like ocall_roundtrip, tm_ocall_switchless, 1 host worker");
+    r.numbers.push_back({"ocalls", std::to_string(n_ocalls)});
+    rows.push_back(std::move(r));
+  }
+  {
+    LoadOptions ecall_opts;
+    ecall_opts.switchless.ocall_workers = 0;
+    ecall_opts.switchless.ecall_workers = 1;
+    auto se = Enclave::load(bench_path, ecall_opts);
+    if (!se.ok()) {
+      fprintf(stderr, "teemate-bench-ecall: switchless ECALL handle: %s\n", se.status().to_string().c_str());
+      return 1;
+    }
+    auto nop = [&] {
+      CallArgs a;
+      return (*se)->call_switchless(kBenchEcallNop, a);
+    };
+    if (time_batch(ops_small, nop) < 0) return 1;
+    std::vector<double> s;
+    if (!measure_us(reps, ops_small, nop, &s)) return 1;
+    rows.push_back(make_row("ecall_switchless", std::move(s), ops_small,
+                            "empty ECALL through call_switchless, 1 enclave worker"));
   }
 
   // Cross-check with the test enclave: nested ECALL (one OCALL) minus ping.

@@ -54,8 +54,25 @@ class TEEMATE_EXPORT CallArgs {
 // runtime owns) and returns a status (0 = ok, positive = error).
 using OcallHandler = std::function<int32_t(CallArgs& args)>;
 
+// Switchless calls (docs/switchless.md). -1 takes the image's enclave.toml
+// values (switchless_ocall_workers, switchless_ecall_workers,
+// switchless_retries); 0 workers turns that direction off.
+struct SwitchlessOptions {
+  int ocall_workers = -1;  // host threads that serve tm_ocall_switchless
+  int ecall_workers = -1;  // enclave threads that serve call_switchless
+  int64_t retries = -1;    // polls before a caller falls back to a crossing
+};
+
+// What the switchless workers of one handle did so far.
+struct SwitchlessStats {
+  uint64_t ocalls_by_workers = 0;  // OCALLs host workers served
+  uint64_t ecalls_by_workers = 0;  // ECALLs enclave workers served
+  uint64_t ecall_fallbacks = 0;    // call_switchless calls made as crossings
+};
+
 struct LoadOptions {
   std::string backend = "sim";
+  SwitchlessOptions switchless;
   // Where the enclave's stdout/stderr go (default: this process's fds 1/2).
   std::function<void(int fd, std::string_view text)> output;
 };
@@ -78,6 +95,7 @@ struct AttachOptions {
   uint32_t wait_ms = 30000;
   std::string client_name = "teemate";
   std::function<void(int fd, std::string_view text)> output;
+  SwitchlessOptions switchless;
 };
 
 // $TEEMATE_SOCKET, else /run/teemate/teemated.sock for root, else
@@ -109,6 +127,13 @@ class TEEMATE_EXPORT Enclave {
 
   // ECALL `id` (application ids start at 0x100).
   virtual Status call(uint32_t id, CallArgs& args) = 0;
+  // The same ECALL served by an enclave worker thread that polls for
+  // requests inside the enclave, so that this thread does not cross; made
+  // as call() makes it when no worker takes it within the retry budget or
+  // the handle has no ECALL workers. The handler runs on the worker's
+  // enclave thread (its thread_local values are the worker's).
+  virtual Status call_switchless(uint32_t id, CallArgs& args) = 0;
+  virtual SwitchlessStats switchless_stats() const = 0;
   // Runs the program's main(argc, argv); argv[0] is the image name.
   virtual Result<int> run_main(const std::vector<std::string>& argv) = 0;
   // Registers an OCALL handler for `id` (>= 0x100).

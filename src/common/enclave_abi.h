@@ -237,6 +237,14 @@ enum RuntimeEcall : uint32_t {
   // scalars[0] in: the handle the enclave gave the host. Runs the thread's
   // start routine on this TCS until it returns or calls pthread_exit.
   kEcallThreadRun = 8,
+  // Switchless calls of the calling process (SwitchlessQueue below):
+  // scalars[0] in: its OCALL queue in host memory (0: none); [1] in: its
+  // ECALL queue (0: none); [2] in: how many times an enclave thread polls
+  // for a host worker to take its OCALL before it falls back to a real one.
+  kEcallSwitchlessSetup = 9,
+  // An enclave worker: serves the process's ECALL queue from inside until
+  // it has found no request for scalars[0] polls, then returns.
+  kEcallSwitchlessWorker = 10,
 };
 inline constexpr uint32_t kLastControlEcall = kEcallClaimControl;
 inline constexpr bool is_control_ecall(uint32_t id) { return id >= kEcallResetThread && id <= kLastControlEcall; }
@@ -246,5 +254,40 @@ enum RuntimeOcall : uint32_t {
   kOcallDebugLog = 3,    // bufs[0] in: message
   kOcallSleep = 4,       // scalars[0] nanoseconds to sleep (at most one day); no out values
 };
+
+// ---- Switchless calls --------------------------------------------------------
+// A queue in the host memory of one process, polled by workers on the other
+// side of the boundary (host threads for OCALLs, enclave threads for
+// ECALLs). A caller claims a free slot, writes the address of its CallFrame
+// and posts it; a worker takes it (Posted -> Running), serves the frame as
+// a crossing would and marks it Done; the caller frees the slot. A caller
+// that sees no worker take its request within its budget takes it back
+// (Posted -> Free) and makes a real crossing. The host controls every word
+// here: the enclave reads a slot's state only to decide whether to wait,
+// and what it reads back is the same CallFrame a real crossing returns,
+// checked the same way.
+inline constexpr uint64_t kSwitchlessMagic = 0x3151534c48435753ull;  // "SWCHLSQ1"
+inline constexpr uint32_t kSwitchlessSlots = 64;
+enum SwitchlessSlotState : uint32_t {
+  kSlotFree = 0,
+  kSlotClaimed = 1,  // a caller is writing its frame address
+  kSlotPosted = 2,
+  kSlotRunning = 3,
+  kSlotDone = 4,
+};
+struct alignas(64) SwitchlessSlot {
+  uint32_t state;   // SwitchlessSlotState, changed with atomic operations
+  uint32_t reserved;
+  uint64_t frame;   // host address of the CallFrame
+  uint8_t pad[48];
+};
+struct alignas(64) SwitchlessQueue {
+  uint64_t magic;
+  uint32_t awake_workers;  // workers polling now (a hint: 0 -> cross at once)
+  uint32_t sleeping_workers;
+  uint8_t pad[48];
+  SwitchlessSlot slots[kSwitchlessSlots];
+};
+static_assert(sizeof(SwitchlessSlot) == 64 && sizeof(SwitchlessQueue) == 64 * (kSwitchlessSlots + 1));
 
 }  // namespace teemate::abi

@@ -99,6 +99,9 @@ struct Warm {
   // The image's data symbols (sorted by value), to name a shared global that
   // a debug enclave reports; empty for an enclave adopted after a restart.
   std::vector<image::ElfSymbol> globals;
+  // The image's switchless settings, which attaching processes start with
+  // (zero for an enclave adopted after a restart: they may still ask).
+  uint32_t switchless_ocall_workers = 0, switchless_ecall_workers = 0, switchless_retries = 0;
 };
 
 // "g_vault+0x8", or "" when no data symbol covers enclave offset `at`.
@@ -816,6 +819,7 @@ class DaemonImpl final : public Daemon {
     for (const image::ElfSymbol& sym : img.elf.symbols()) {
       if (sym.type == STT_OBJECT) data_symbols.push_back(sym);
     }
+    const image::EnclaveConfig switchless = img.layout.config();
     auto built = ControlledEnclave::build(*backend_, std::move(img), base, id);
     std::lock_guard lock(mu_);
     --builds_by_uid_[c.who.uid];
@@ -836,6 +840,9 @@ class DaemonImpl final : public Daemon {
     w->mrenclave = sgx::to_hex(w->ctl->enclave().mrenclave());
     w->lease.assign(w->ctl->tcs_count(), 0);
     w->globals = std::move(data_symbols);
+    w->switchless_ocall_workers = switchless.switchless_ocall_workers;
+    w->switchless_ecall_workers = switchless.switchless_ecall_workers;
+    w->switchless_retries = switchless.switchless_retries;
     if (auto h = w->ctl->enclave().export_handles(); h.ok() && h->fds.size() == 2) {
       struct stat a {}, b {};
       if (fstat(h->fds[0], &a) == 0 && fstat(h->fds[1], &b) == 0) {
@@ -1024,7 +1031,10 @@ class DaemonImpl final : public Daemon {
     *fds = h.fds;
     if (options_.verbose) log("pid %d (%s) attached to enclave %u with %zu TCS", c.pid, c.name.c_str(), w->id, got.size());
     return json{{"enclave", w->id}, {"backend", backend_->name()}, {"image", w->image},
-                {"mrenclave", w->mrenclave}, {"base", h.base}, {"size", h.size}, {"tcs", tcs_json(c, *w, got)}};
+                {"mrenclave", w->mrenclave}, {"base", h.base}, {"size", h.size}, {"tcs", tcs_json(c, *w, got)},
+                {"switchless", {{"ocall_workers", w->switchless_ocall_workers},
+                                {"ecall_workers", w->switchless_ecall_workers},
+                                {"retries", w->switchless_retries}}}};
   }
 
   Result<json> lease(Client& c, const protocol::LeaseRequest& q) {

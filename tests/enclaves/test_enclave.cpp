@@ -64,6 +64,26 @@ int nested(tm_call* c) {
 }
 TM_ECALL(kEcallNested, nested);
 
+// n switchless OCALLs, each adding i to a counter the host keeps in an
+// inout buffer and answering 2 * i; counts the answers that were wrong.
+int switchless_ocalls(tm_call* c) {
+  uint64_t counter = 0, wrong = 0;
+  for (uint64_t i = 1; i <= c->scalars[0]; ++i) {
+    tm_call o{};
+    o.id = kOcallSwitchlessAdd;
+    o.nbufs = 1;
+    o.scalars[0] = i;
+    o.bufs[0] = tm_buffer{&counter, sizeof counter, 0, TM_BUF_INOUT};
+    int rc = tm_ocall_switchless(&o);
+    if (rc != TM_OK) return rc;
+    if (o.scalars[1] != 2 * i || o.bufs[0].out_size != sizeof counter) ++wrong;
+  }
+  c->scalars[0] = counter;
+  c->scalars[1] = wrong;
+  return TM_OK;
+}
+TM_ECALL(kEcallSwitchlessOcalls, switchless_ocalls);
+
 int null_deref(tm_call* c) {
   volatile int* p = reinterpret_cast<volatile int*>(c->scalars[0]);
   c->scalars[1] = *p;

@@ -259,6 +259,63 @@ TEST_F(SimBackendTest, ACrossingRestoresTheHostThreadState) {
   }).join();
 }
 
+// A thread whose lazy GS base belongs to an enclave destroyed since must
+// still count as a host that does not use GS (else every later crossing
+// would reload GS twice: review of the lean crossing).
+TEST_F(SimBackendTest, AGsBaseLeftByADestroyedEnclaveIsNotTheHosts) {
+  std::thread([&] {
+    // B exists first, so that A (destroyed) cannot reuse its range.
+    auto b = build(*img_, params_of(img_->layout));
+    ASSERT_TRUE(b.ok());
+    ASSERT_TRUE(b->enclave->init(img_->file.sigstruct).ok());
+    uint64_t stale = 0;
+    {
+      auto a = build(*img_, params_of(img_->layout));
+      ASSERT_TRUE(a.ok());
+      ASSERT_TRUE(a->enclave->init(img_->file.sigstruct).ok());
+      ASSERT_EQ(raw_ecall(*a->enclave, a->enclave->base() + img_->layout.tcs_offset(0), kEcallAdd), abi::kExitReturn);
+      stale = gs_base();
+      ASSERT_GE(stale, a->enclave->base());
+    }
+    ASSERT_EQ(raw_ecall(*b->enclave, b->enclave->base() + img_->layout.tcs_offset(0), kEcallAdd), abi::kExitReturn);
+    const uint64_t now = gs_base();
+    EXPECT_NE(now, stale) << "the stale base was restored as the host's";
+    EXPECT_GE(now, b->enclave->base());
+    EXPECT_LT(now, b->enclave->base() + b->enclave->size());
+  }).join();
+}
+
+// The switchless ECALLs refuse what a hostile host hands them: a queue
+// inside the enclave, a misaligned or unmarked one, a worker without a
+// queue.
+TEST_F(SimBackendTest, SwitchlessSetupRefusesBadQueues) {
+  auto b = build(*img_, params_of(img_->layout));
+  ASSERT_TRUE(b.ok());
+  ASSERT_TRUE(b->enclave->init(img_->file.sigstruct).ok());
+  host::BackendEnclave& e = *b->enclave;
+  const uint64_t tcs0 = e.base() + img_->layout.tcs_offset(0);
+  auto status_of = [&](uint32_t id, std::vector<uint64_t> s) {
+    s.resize(4);
+    host::EnterContext ctx{};
+    EXPECT_EQ(raw_ecall(e, tcs0, id, &ctx, nullptr, s.data()), abi::kExitReturn);
+    return static_cast<int32_t>(ctx.out_rsi);
+  };
+  EXPECT_EQ(status_of(abi::kEcallSwitchlessSetup, {e.base() + 0x10000, 0, 100}), abi::kErrBufferRange);
+  EXPECT_EQ(status_of(abi::kEcallSwitchlessSetup, {0, e.base() + e.size() - 64, 100}), abi::kErrBufferRange);
+  auto* mem = static_cast<abi::SwitchlessQueue*>(aligned_alloc(64, 2 * sizeof(abi::SwitchlessQueue)));
+  ASSERT_NE(mem, nullptr);
+  memset(mem, 0, 2 * sizeof(abi::SwitchlessQueue));
+  const uint64_t q = reinterpret_cast<uint64_t>(mem);
+  EXPECT_EQ(status_of(abi::kEcallSwitchlessSetup, {q + 8, 0, 100}), abi::kErrBufferRange);   // misaligned
+  EXPECT_EQ(status_of(abi::kEcallSwitchlessSetup, {q, 0, 100}), abi::kErrInvalid);          // no magic
+  mem[0].magic = abi::kSwitchlessMagic;
+  EXPECT_EQ(status_of(abi::kEcallSwitchlessSetup, {q, q, 100}), abi::kErrInvalid);          // one queue twice
+  EXPECT_EQ(status_of(abi::kEcallSwitchlessWorker, {100}), abi::kErrInvalid);               // no ECALL queue
+  EXPECT_EQ(status_of(abi::kEcallSwitchlessSetup, {q, 0, 100}), abi::kOk);
+  EXPECT_EQ(status_of(abi::kEcallSwitchlessWorker, {100}), abi::kErrInvalid);               // still none
+  free(mem);
+}
+
 // Recovery as the daemon does it when a process dies: take the TCS back
 // (CSSA incremented, as after an AEX), enter the recovery path, ERESUME into
 // the reset code, and the TCS is clean for the next process.

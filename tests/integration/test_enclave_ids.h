@@ -62,8 +62,12 @@ enum TestEcall : unsigned {
                               // their results (each returns its index + 1); [2] out: pthread_create errors
   kEcallSockErrors = 0x175,   // scalars[0] out: bit mask of failed error checks (0: all held)
   kEcallSockRecv = 0x176,     // recv(scalars[0] fd, 8 bytes): [0] out: the result; [1] out: errno
+  // Switchless calls.
+  kEcallSwitchlessOcalls = 0x190,  // scalars[0] in: n; makes n kOcallSwitchlessAdd with tm_ocall_switchless;
+                                   // [0] out: the counter after them; [1] out: answers that were wrong
 };
 
 enum TestOcall : unsigned {
   kOcallNested = 0x200,
+  kOcallSwitchlessAdd = 0x201,  // scalars[0] in: i; bufs[0] inout: u64 counter += i; scalars[1] out: 2 * i
 };

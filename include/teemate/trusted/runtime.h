@@ -80,6 +80,13 @@ int tm_app_error_pending(void);
  * TM_ERR_OCALL_FAILED when the host's answer is refused. At most 256 KiB of
  * buffers per OCALL. */
 int tm_ocall(tm_call* call);
+/* The same OCALL made switchless when the host runs OCALL workers
+ * (switchless_ocall_workers in enclave.toml): a host worker thread serves
+ * it while this thread waits inside the enclave, without leaving it. When
+ * no worker takes it within switchless_retries polls, or the host has no
+ * workers, it is made as tm_ocall makes it. For short OCALLs whose handler
+ * needs no particular host thread (it must not make an ECALL back). */
+int tm_ocall_switchless(tm_call* call);
 
 /* Exceptions. A handler sees the interrupted state and may change it; it
  * returns TM_EXCEPTION_CONTINUE_EXECUTION to resume (ERESUME) or

@@ -36,6 +36,8 @@ tm_ecall_fn find_ecall(uint32_t id) {
   if (id == abi::kEcallPing) return ping_ecall;
   if (id == abi::kEcallRunMain) return run_main_ecall;
   if (id == abi::kEcallThreadRun) return thread_run_ecall;
+  if (id == abi::kEcallSwitchlessSetup) return switchless_setup_ecall;
+  if (id == abi::kEcallSwitchlessWorker) return switchless_worker_ecall;
   if (id < abi::kFirstUserCall) return nullptr;
   for (const tm_ecall_entry* e = __start_teemate_ecalls; e && e < __stop_teemate_ecalls; ++e) {
     if (e->id == id) return e->fn;
@@ -101,6 +103,7 @@ EcallState* current_ecall_state() {
   ThreadData* td = current_td();
   return td->initialized ? td->current_ecall : nullptr;
 }
+int64_t run_ecall(ThreadData* td, uint64_t frame_addr, bool switchless);
 }  // namespace
 
 extern "C" int tm_app_error(int32_t code, const char* message) {
@@ -155,6 +158,24 @@ extern "C" int64_t teemate_ecall_entry(uint64_t reason, uint64_t frame_addr, uin
     thread_init(td, tcs);
   }
   if (reason != abi::kEntryEcall) return abi::kErrInvalid;
+  return run_ecall(td, frame_addr, false);
+}
+
+namespace teemate::trts {
+
+int32_t run_switchless_ecall(ThreadData* td, uint64_t frame_addr) {
+  return static_cast<int32_t>(run_ecall(td, frame_addr, true));
+}
+
+}  // namespace teemate::trts
+
+namespace {
+
+// One ECALL's frame, from the host's EENTER or (`switchless`) from the
+// ECALL queue an enclave worker serves: then the worker's own entry was the
+// one authenticated, only application calls are served, and nested OCALLs
+// use the worker's scratch region (its host thread serves them).
+int64_t run_ecall(ThreadData* td, uint64_t frame_addr, bool switchless) {
   if (frame_addr == 0 || (frame_addr & 7) || !outside_enclave(frame_addr, sizeof(abi::CallFrame))) {
     return abi::kErrBufferRange;
   }
@@ -162,8 +183,17 @@ extern "C" int64_t teemate_ecall_entry(uint64_t reason, uint64_t frame_addr, uin
   abi::CallFrame in;
   memcpy(&in, host_frame, sizeof(in));  // one read of host memory
   if (in.abi_version != abi::kAbiVersion) return abi::kErrAbi;
-  if (abi::is_control_ecall(in.call_id)) return control_ecall(td, host_frame, in);
-  if (enclave_is_shared()) {
+  if (switchless) {
+    if (in.call_id < abi::kFirstUserCall || !td->current_ecall) {
+      host_frame->status = abi::kErrDenied;
+      return abi::kErrDenied;
+    }
+    in.ocall_scratch = td->current_ecall->scratch;
+    in.ocall_scratch_size = td->current_ecall->scratch_size;
+    __atomic_add_fetch(&td->ecall_depth, 1, __ATOMIC_SEQ_CST);
+  } else if (abi::is_control_ecall(in.call_id)) {
+    return control_ecall(td, host_frame, in);
+  } else if (enclave_is_shared()) {
     // Only the process this TCS is leased to knows its lease token.
     if (!td->context || in.auth[2] || in.auth[3] || !tokens_equal(in.auth, td->lease_token, 2) ||
         !enter_bound_context(td)) {
@@ -247,3 +277,5 @@ extern "C" int64_t teemate_ecall_entry(uint64_t reason, uint64_t frame_addr, uin
   host_frame->status = status;
   return status;
 }
+
+}  // namespace

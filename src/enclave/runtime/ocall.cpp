@@ -1,5 +1,6 @@
 /* OCALLs: builds a CallFrame and copies of the IN buffers in the host
- * scratch region this ECALL level was given, leaves the enclave, and on
+ * scratch region this ECALL level was given, leaves the enclave (or hands
+ * the frame to a host worker, switchless.cpp), and on
  * return copies back OUT buffers after checking the host's lengths. The
  * enclave places every buffer itself and never follows a pointer the host
  * wrote; it reads the returned frame once. Never used outside an ECALL. */
@@ -16,7 +17,8 @@ constexpr uint64_t align64(uint64_t v) { return (v + 63) & ~uint64_t{63}; }
 using namespace teemate;
 using namespace teemate::trts;
 
-extern "C" int tm_ocall(tm_call* call) {
+namespace {
+int make_ocall(tm_call* call, bool switchless) {
   ThreadData* td = current_td();
   EcallState* st = td->current_ecall;
   if (!st || !call || call->nbufs > abi::kMaxCallBuffers) return TM_ERR_INVALID;
@@ -53,7 +55,7 @@ extern "C" int tm_ocall(tm_call* call) {
   auto* host_frame = reinterpret_cast<abi::CallFrame*>(st->scratch);
   memcpy(host_frame, &frame, sizeof(frame));
 
-  teemate_do_ocall(st->scratch);
+  if (!switchless || !switchless_ocall(st->scratch)) teemate_do_ocall(st->scratch);
 
   abi::CallFrame back;
   memcpy(&back, host_frame, sizeof(back));  // one read of host memory
@@ -69,6 +71,11 @@ extern "C" int tm_ocall(tm_call* call) {
   memcpy(call->scalars, back.scalars, sizeof(call->scalars));
   return back.status;
 }
+}  // namespace
+
+extern "C" int tm_ocall(tm_call* call) { return make_ocall(call, false); }
+
+extern "C" int tm_ocall_switchless(tm_call* call) { return make_ocall(call, true); }
 
 namespace teemate::trts {
 

@@ -44,6 +44,7 @@ struct ProcessContext {
   tm_mutex* held[kMaxHeldMutexes];  // mutexes it holds or is taking
   uint32_t nheld;
   FdSet fds;                // host descriptors the enclave opened for this process
+  SwitchlessSettings switchless;  // its queues in its host memory (switchless.cpp)
 };
 
 namespace {
@@ -51,6 +52,7 @@ namespace {
 tm_spinlock g_table_lock = TM_SPINLOCK_INIT;
 ProcessContext g_contexts[kMaxContexts];
 FdSet g_fds;  // threads without a process context (a dedicated enclave)
+SwitchlessSettings g_switchless;  // likewise
 
 uint64_t handle_of(const ProcessContext* c) {
   return (uint64_t{c->generation} << 32) | (c->slot + 1);
@@ -359,6 +361,12 @@ FdSet& my_fds(Heap** heap) {
   return g_fds;
 }
 }  // namespace
+
+SwitchlessSettings& my_switchless() {
+  ThreadData* td = td_or_null();
+  if (td && td->context) return td->context->switchless;
+  return g_switchless;
+}
 
 bool fd_lookup(int fd, void** file) {
   Heap* heap;

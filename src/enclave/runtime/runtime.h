@@ -77,6 +77,22 @@ bool fd_lookup(int fd, void** file);
 /* Forgets `fd`; returns its file state (null for a socket or unknown fd). */
 void* fd_disown(int fd);
 
+/* Switchless calls (switchless.cpp): the queues of the calling process,
+ * host addresses set by kEcallSwitchlessSetup (0: none), read atomically. */
+struct SwitchlessSettings {
+  uint64_t ocall_queue;
+  uint64_t ecall_queue;
+  uint32_t ocall_retries;
+};
+SwitchlessSettings& my_switchless();
+int switchless_setup_ecall(tm_call* call);
+int switchless_worker_ecall(tm_call* call);
+/* Posts the OCALL frame at host address `frame` to a host worker and waits
+ * for it; false (nothing happened) when no worker took it in time. */
+bool switchless_ocall(uint64_t frame);
+/* Runs the ECALL whose frame a switchless caller posted (ecall.cpp). */
+int32_t run_switchless_ecall(ThreadData* td, uint64_t frame_addr);
+
 /* Threads (threads.cpp): the kEcallThreadRun handler, and the process-end
  * hook that drops the records of a process's threads. */
 int thread_run_ecall(tm_call* call);

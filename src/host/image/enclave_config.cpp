@@ -92,6 +92,15 @@ const Field kFields[] = {
   {"max_call_buffer", 4 * kKiB, 1 * kGiB, Style::kSize, false,
    [](const EnclaveConfig& c) -> uint64_t { return c.max_call_buffer; },
    [](EnclaveConfig& c, uint64_t v) { c.max_call_buffer = v; }},
+  {"switchless_ocall_workers", 0, 64, Style::kDecimal, false,
+   [](const EnclaveConfig& c) -> uint64_t { return c.switchless_ocall_workers; },
+   [](EnclaveConfig& c, uint64_t v) { c.switchless_ocall_workers = static_cast<uint32_t>(v); }},
+  {"switchless_ecall_workers", 0, 64, Style::kDecimal, false,
+   [](const EnclaveConfig& c) -> uint64_t { return c.switchless_ecall_workers; },
+   [](EnclaveConfig& c, uint64_t v) { c.switchless_ecall_workers = static_cast<uint32_t>(v); }},
+  {"switchless_retries", 0, 10000000, Style::kDecimal, false,
+   [](const EnclaveConfig& c) -> uint64_t { return c.switchless_retries; },
+   [](EnclaveConfig& c, uint64_t v) { c.switchless_retries = static_cast<uint32_t>(v); }},
 };
 // clang-format on
 
@@ -270,7 +279,9 @@ constexpr size_t kRecordSize = 128;
 //  48 isv_prod_id u16   50 isv_svn u16      52 misc_select u32       56 misc_mask u32
 //  60 reserved u32 (0)
 //  64 attributes u64    72 attributes_mask u64   80 xfrm u64   88 xfrm_mask u64
-//  96 max_call_buffer u64   104..128 reserved (0)
+//  96 max_call_buffer u64
+// 104 switchless_ocall_workers u16   106 switchless_ecall_workers u16
+// 108 switchless_retries u32   112..128 reserved (0)
 
 }  // namespace
 
@@ -279,6 +290,11 @@ Status validate_config(const EnclaveConfig& c) {
   MountManifest sorted = c.manifest;
   TM_RETURN_IF_ERROR(normalize_and_check(&sorted));
   if (!(sorted == c.manifest)) return invalid_argument("the mount manifest is not sorted");
+  if (c.switchless_ecall_workers && c.switchless_ecall_workers >= c.tcs_count) {
+    return invalid_argument("enclave.switchless_ecall_workers = " + std::to_string(c.switchless_ecall_workers) +
+                            " must be fewer than enclave.tcs_count = " + std::to_string(c.tcs_count) +
+                            " (each worker holds a TCS while it polls)");
+  }
   if (c.attributes & 1ull) {
     return invalid_argument("enclave.attributes = " + format_value(c.attributes, Style::kHex) +
                             " sets INIT (bit 0), which only EINIT may set");
@@ -370,6 +386,9 @@ std::vector<uint8_t> serialize_config(const EnclaveConfig& c) {
   put64(p + 80, c.xfrm);
   put64(p + 88, c.xfrm_mask);
   put64(p + 96, c.max_call_buffer);
+  put16(p + 104, static_cast<uint16_t>(c.switchless_ocall_workers));
+  put16(p + 106, static_cast<uint16_t>(c.switchless_ecall_workers));
+  put32(p + 108, c.switchless_retries);
   return out;
 }
 
@@ -387,7 +406,7 @@ Result<EnclaveConfig> deserialize_config(const uint8_t* data, size_t size) {
   const uint32_t debug = get32(data + 44);
   if (debug > 1) return corrupt("config record: debug flag is " + std::to_string(debug));
   if (get32(data + 60) != 0) return corrupt("config record: reserved bytes are not zero");
-  for (size_t i = 104; i < kRecordSize; ++i) {
+  for (size_t i = 112; i < kRecordSize; ++i) {
     if (data[i] != 0) return corrupt("config record: reserved bytes are not zero");
   }
   EnclaveConfig c;
@@ -406,6 +425,9 @@ Result<EnclaveConfig> deserialize_config(const uint8_t* data, size_t size) {
   c.xfrm = get64(data + 80);
   c.xfrm_mask = get64(data + 88);
   c.max_call_buffer = get64(data + 96);
+  c.switchless_ocall_workers = get16(data + 104);
+  c.switchless_ecall_workers = get16(data + 106);
+  c.switchless_retries = get32(data + 108);
   Status st = validate_config(c);
   if (!st.ok()) return st.with_context("config record");
   return c;

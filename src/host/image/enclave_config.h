@@ -31,6 +31,12 @@ struct EnclaveConfig {
   uint64_t xfrm = 0x3;
   uint64_t xfrm_mask = 0;            // SIGSTRUCT ATTRIBUTEMASK.XFRM
   uint64_t max_call_buffer = 64u << 20;  // largest ECALL/OCALL buffer, [4 KiB, 1 GiB]
+  // Switchless calls (docs/switchless.md): host threads serving OCALLs and
+  // enclave threads serving ECALLs, [0, 64] each (ECALL workers fewer than
+  // tcs_count); polls before a caller falls back, [0, 10M].
+  uint32_t switchless_ocall_workers = 0;
+  uint32_t switchless_ecall_workers = 0;
+  uint32_t switchless_retries = 20000;
   // [[mount]] tables and, once packed, the trusted files' digests: measured
   // in their own pages (not in the fixed 128-byte record).
   MountManifest manifest;

@@ -32,6 +32,7 @@
 #include "host/daemon/protocol.h"
 #include "host/image/image_file.h"
 #include "host/runtime/image_loader.h"
+#include "host/runtime/switchless_host.h"
 #include "sgx/measurement.h"
 #include "sgx/sigstruct.h"
 #include "tm_posix_u.h"
@@ -156,8 +157,14 @@ Status status_from_call(int32_t st, const abi::CallFrame& f, uint32_t id) {
 struct ScratchPool {
   std::vector<std::unique_ptr<uint8_t[]>> levels;
   uint8_t* at(size_t depth) {
-    while (levels.size() <= depth) levels.emplace_back(new uint8_t[abi::kOcallScratchSize]);
+    while (levels.size() <= depth) {
+      levels.emplace_back(new uint8_t[abi::kOcallScratchSize]);
+      host::SwitchlessHost::register_scratch(levels.back().get());
+    }
     return levels[depth].get();
+  }
+  ~ScratchPool() {
+    for (auto& l : levels) host::SwitchlessHost::unregister_scratch(l.get());
   }
 };
 
@@ -219,6 +226,42 @@ class EnclaveImpl final : public Enclave {
     info_.size = enclave_->size();
     info_.tcs_count = n;
     image_name_ = path.substr(path.find_last_of('/') + 1);
+    const image::EnclaveConfig& cfg = layout.config();
+    return start_switchless(options.switchless, {cfg.switchless_ocall_workers, cfg.switchless_ecall_workers,
+                                                 cfg.switchless_retries});
+  }
+
+  // Starts the switchless workers the image (or the caller) asks for and
+  // tells the enclave where this process's queues are.
+  Status start_switchless(const SwitchlessOptions& o, host::SwitchlessConfig c) {
+    if (o.ocall_workers >= 0) c.ocall_workers = static_cast<uint32_t>(std::min(o.ocall_workers, 64));
+    if (o.ecall_workers >= 0) c.ecall_workers = static_cast<uint32_t>(std::min(o.ecall_workers, 64));
+    if (o.retries >= 0) c.retries = static_cast<uint32_t>(std::min<int64_t>(o.retries, 10000000));
+    if (!c.ocall_workers && !c.ecall_workers) return {};
+    if (c.ecall_workers && c.ecall_workers >= tcs_addrs_.size()) {
+      return invalid_argument("switchless: " + std::to_string(c.ecall_workers) + " ECALL workers need more than " +
+                              std::to_string(tcs_addrs_.size()) + " TCS (each holds one while it polls)");
+    }
+    host::SwitchlessHost::Hooks hooks;
+    hooks.serve_ocall = [this](abi::CallFrame* f) { handle_ocall(f); };
+    hooks.run_enclave_worker = [this](uint64_t idle_polls) {
+      auto tcs = try_acquire_tcs();
+      if (!tcs) return false;
+      CallArgs a;
+      a.scalar(0, idle_polls);
+      return call_any(abi::kEcallSwitchlessWorker, a, *tcs).ok();
+    };
+    auto host = std::make_unique<host::SwitchlessHost>(c, std::move(hooks));
+    if ((c.ocall_workers && !host->ocall_queue_address()) || (c.ecall_workers && !host->ecall_queue_address())) {
+      return resource_error("switchless: cannot allocate the call queues");
+    }
+    CallArgs a;
+    a.scalar(0, host->ocall_queue_address());
+    a.scalar(1, host->ecall_queue_address());
+    a.scalar(2, c.retries);
+    TM_RETURN_IF_ERROR(call_any(abi::kEcallSwitchlessSetup, a).with_context("switchless set-up"));
+    host->start();
+    switchless_ = std::move(host);
     return {};
   }
 
@@ -310,7 +353,23 @@ class EnclaveImpl final : public Enclave {
     info_.tcs_count = static_cast<uint32_t>(tcs_addrs_.size());
     const std::string image_path = b.contains("image") && b["image"].is_string() ? b["image"].get<std::string>() : o.image;
     image_name_ = image_path.substr(image_path.find_last_of('/') + 1);
-    return {};
+    // The image's switchless settings, as the daemon read them (none from
+    // an older daemon).
+    host::SwitchlessConfig sc{0, 0, 20000};
+    if (b.contains("switchless") && b["switchless"].is_object()) {
+      const nlohmann::json& j = b["switchless"];
+      auto u32 = [&](const char* k, uint32_t max, uint32_t* out) {
+        if (j.contains(k) && j[k].is_number_unsigned()) *out = static_cast<uint32_t>(std::min<uint64_t>(j[k].get<uint64_t>(), max));
+      };
+      u32("ocall_workers", 64, &sc.ocall_workers);
+      u32("ecall_workers", 64, &sc.ecall_workers);
+      u32("retries", 10000000, &sc.retries);
+    }
+    // Fewer TCS leased than ECALL workers configured: as many as leave one.
+    if (o.switchless.ecall_workers < 0 && sc.ecall_workers >= tcs_addrs_.size()) {
+      sc.ecall_workers = static_cast<uint32_t>(tcs_addrs_.size() - 1);
+    }
+    return start_switchless(o.switchless, sc);
   }
 
   // Adds TCS the daemon leased to us ({"index", "address"} objects).
@@ -381,6 +440,7 @@ class EnclaveImpl final : public Enclave {
   }
 
   ~EnclaveImpl() override {
+    switchless_.reset();  // joins the workers (an enclave worker returns when idle)
     // Threads pthread_create started run on this handle's TCS: let them end.
     {
       std::unique_lock lock(threads_mu_);
@@ -397,6 +457,30 @@ class EnclaveImpl final : public Enclave {
       return invalid_argument("ECALL " + hex(id) + ": ids below 0x100 are reserved to the runtime");
     }
     return call_any(id, args);
+  }
+
+  Status call_switchless(uint32_t id, CallArgs& args) override {
+    if (id < abi::kFirstUserCall) {
+      return invalid_argument("ECALL " + hex(id) + ": ids below 0x100 are reserved to the runtime");
+    }
+    if (!switchless_ || !switchless_->config().ecall_workers || current_pid() != owner_pid_ || args.overflowed()) {
+      return call_any(id, args);
+    }
+    abi::CallFrame frame = frame_for(id, args);
+    frame.status = abi::kErrState;  // what a worker that never ran it leaves
+    if (!switchless_->try_ecall(&frame)) return call_any(id, args);
+    const int32_t status = __atomic_load_n(&frame.status, __ATOMIC_ACQUIRE);
+    return finish_call(status, frame, id, args);
+  }
+
+  SwitchlessStats switchless_stats() const override {
+    SwitchlessStats out;
+    if (switchless_) {
+      out.ocalls_by_workers = switchless_->ocalls_served();
+      out.ecalls_by_workers = switchless_->ecalls_served();
+      out.ecall_fallbacks = switchless_->ecall_fallbacks();
+    }
+    return out;
   }
 
   // The tm_thread_spawn OCALL: a host thread enters a free TCS of ours with
@@ -472,19 +556,11 @@ class EnclaveImpl final : public Enclave {
       tcs = *got;
     }
     nested = nested && preassigned < 0;
+    if (switchless_) switchless_->nudge();
     t_active.push_back({this, tcs});
     uint8_t* scratch = t_scratch.at(t_active.size() - 1);
 
-    abi::CallFrame frame{};
-    frame.abi_version = abi::kAbiVersion;
-    frame.call_id = id;
-    frame.nbufs = static_cast<uint32_t>(args.buffer_count());
-    for (size_t i = 0; i < 4; ++i) frame.scalars[i] = args.scalar_value(i);
-    for (size_t i = 0; i < args.buffer_count(); ++i) {
-      const auto& b = args.buffer(i);
-      frame.bufs[i] = abi::CallBuffer{reinterpret_cast<uint64_t>(b.data), b.size, 0,
-                                      static_cast<uint32_t>(b.dir), 0};
-    }
+    abi::CallFrame frame = frame_for(id, args);
     frame.ocall_scratch = reinterpret_cast<uint64_t>(scratch);
     frame.ocall_scratch_size = abi::kOcallScratchSize;
     if (tcs < lease_tokens_.size()) {
@@ -497,14 +573,32 @@ class EnclaveImpl final : public Enclave {
     t_active.pop_back();
     if (!nested) return_to_pool(tcs);
     TM_RETURN_IF_ERROR(st);
+    // The status the enclave exited with, not one read back from host
+    // memory (a frame the enclave refused early is never written).
+    return finish_call(static_cast<int32_t>(exit_value), frame, id, args);
+  }
+
+  static abi::CallFrame frame_for(uint32_t id, const CallArgs& args) {
+    abi::CallFrame frame{};
+    frame.abi_version = abi::kAbiVersion;
+    frame.call_id = id;
+    frame.nbufs = static_cast<uint32_t>(args.buffer_count());
+    for (size_t i = 0; i < 4; ++i) frame.scalars[i] = args.scalar_value(i);
+    for (size_t i = 0; i < args.buffer_count(); ++i) {
+      const auto& b = args.buffer(i);
+      frame.bufs[i] = abi::CallBuffer{reinterpret_cast<uint64_t>(b.data), b.size, 0,
+                                      static_cast<uint32_t>(b.dir), 0};
+    }
+    return frame;
+  }
+
+  static Status finish_call(int32_t status, const abi::CallFrame& frame, uint32_t id, CallArgs& args) {
     for (size_t i = 0; i < args.buffer_count(); ++i) {
       auto& b = args.buffer(i);
       b.out_size = frame.bufs[i].out_size <= b.size ? frame.bufs[i].out_size : 0;
     }
     for (size_t i = 0; i < 4; ++i) args.scalar_ref(i) = frame.scalars[i];
-    // The status the enclave exited with, not one read back from host
-    // memory (a frame the enclave refused early is never written).
-    return status_from_call(static_cast<int32_t>(exit_value), frame, id);
+    return status_from_call(status, frame, id);
   }
 
   Result<int> run_main(const std::vector<std::string>& argv) override {
@@ -557,6 +651,16 @@ class EnclaveImpl final : public Enclave {
     return t;
   }
 
+  // A free TCS without waiting (switchless enclave workers must not hold
+  // up the application's calls).
+  std::optional<uint32_t> try_acquire_tcs() {
+    std::lock_guard lock(tcs_mu_);
+    if (free_tcs_.empty()) return std::nullopt;
+    uint32_t t = free_tcs_.back();
+    free_tcs_.pop_back();
+    return t;
+  }
+
   void return_to_pool(uint32_t t) {
     {
       std::lock_guard lock(tcs_mu_);
@@ -591,6 +695,7 @@ class EnclaveImpl final : public Enclave {
             mark_broken(tcs);
             return internal_error("enclave made an OCALL outside the scratch region it was given");
           }
+          if (switchless_) switchless_->nudge();
           handle_ocall(reinterpret_cast<abi::CallFrame*>(scratch));
           ctx.rdi = abi::kEntryOcallReturn;
           ctx.rsi = 0;
@@ -718,6 +823,7 @@ class EnclaveImpl final : public Enclave {
   std::vector<uint32_t> daemon_index_;  // the daemon's index of each of our TCS
   std::vector<std::array<uint64_t, 2>> lease_tokens_;  // shared mode: per TCS, sent in every frame
   uint64_t enclave_id_ = 0;
+  std::unique_ptr<host::SwitchlessHost> switchless_;  // stopped first in the destructor
   pid_t owner_pid_ = getpid();  // a forked child must attach or load its own
 };
 

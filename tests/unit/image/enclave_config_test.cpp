@@ -126,10 +126,26 @@ TEST(EnclaveConfig, EveryKeyOutOfRangeNamesTheKey) {
       {"xfrm_mask = -4", "enclave.xfrm_mask = -4 is out of range [0x0, 0xffffffffffffffff]"},
       {"max_call_buffer = 4095", "enclave.max_call_buffer = 4095 is out of range [4K, 1G]"},
       {"max_call_buffer = \"2G\"", "enclave.max_call_buffer = 2G is out of range [4K, 1G]"},
+      {"switchless_ocall_workers = 65", "enclave.switchless_ocall_workers = 65 is out of range [0, 64]"},
+      {"switchless_ecall_workers = -1", "enclave.switchless_ecall_workers = -1 is out of range [0, 64]"},
+      {"switchless_retries = 10000001", "enclave.switchless_retries = 10000001 is out of range [0, 10000000]"},
   };
   for (const Case& c : cases) {
     expect_error(std::string("[enclave]\n") + c.line + "\n", std::string("hello.toml: ") + c.message);
   }
+}
+
+TEST(EnclaveConfig, SwitchlessWorkers) {
+  auto r = parse("[enclave]\ntcs_count = 4\nswitchless_ocall_workers = 2\nswitchless_ecall_workers = 3\n"
+                 "switchless_retries = 5000\n");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->switchless_ocall_workers, 2u);
+  EXPECT_EQ(r->switchless_ecall_workers, 3u);
+  EXPECT_EQ(r->switchless_retries, 5000u);
+  EXPECT_EQ(EnclaveConfig{}.switchless_retries, 20000u);
+  // Each ECALL worker holds a TCS while it polls: one must stay for calls.
+  expect_error_contains("[enclave]\ntcs_count = 4\nswitchless_ecall_workers = 4\n",
+                        "enclave.switchless_ecall_workers = 4 must be fewer than enclave.tcs_count = 4");
 }
 
 TEST(EnclaveConfig, SizesMustBePageMultiples) {
@@ -209,6 +225,9 @@ TEST(EnclaveConfig, RecordRoundTrips) {
   c.xfrm = 0x7;
   c.xfrm_mask = 0xe7;
   c.max_call_buffer = 12345;
+  c.switchless_ocall_workers = 3;
+  c.switchless_ecall_workers = 16;
+  c.switchless_retries = 777;
   std::vector<uint8_t> rec = serialize_config(c);
   EXPECT_EQ(rec.size(), 128u);
   Result<EnclaveConfig> back = deserialize_config(rec.data(), rec.size());

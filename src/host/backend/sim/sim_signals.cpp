@@ -36,6 +36,14 @@ namespace teemate::host::sim {
 namespace {
 
 std::atomic<SimEnclaveState*> g_registry[kMaxEnclaves];
+// Ranges of enclaves this process no longer has: a thread created by one
+// whose lazy GS base pointed into such an enclave inherits that base.
+struct RetiredRange {
+  std::atomic<uint64_t> base{0}, size{0};
+};
+RetiredRange g_retired[kMaxEnclaves];
+std::atomic<uint32_t> g_retired_next{0};
+
 struct sigaction g_previous[32];
 
 constexpr int kSignals[] = {SIGILL, SIGSEGV, SIGBUS, SIGFPE, SIGTRAP};
@@ -143,11 +151,21 @@ bool claim_tcs(SimTcs* t) {
 // The host's GS base now (the host may change it between crossings; RDGSBASE
 // reads it without a system call, as the signal entry stub does), or 0 when
 // it is an enclave's, left there by a lazy EEXIT: a host that does not use GS.
+// The GS base this thread's last lazy exit left (it outlives the enclave:
+// a thread that used an enclave since destroyed still does not use GS).
+thread_local uint64_t t_left_gs = 0;
+
 uint64_t host_gs_now(const SimTcs* t) {
   uint64_t gs = 0;
   asm volatile("rdgsbase %0" : "=r"(gs));
-  if (gs == t->enclave_gs || is_some_enclave_gs(gs)) return 0;
+  if (gs == t->enclave_gs || gs == t_left_gs || is_some_enclave_gs(gs)) return 0;
   return gs;
+}
+
+// At EEXIT or an AEX: the stub left the enclave's GS base loaded when the
+// host does not use GS; remember it as ours.
+void note_lazy_gs(const SimTcs* t) {
+  if (t->host_gs == 0) t_left_gs = t->enclave_gs;
 }
 
 void save_host_and_block(SimTcs* t, ucontext_t* uc) {
@@ -238,6 +256,7 @@ EenterResult software_eenter(uint64_t tcs_addr, uint64_t ursp, uint64_t urbp, ui
 
 // EEXIT from enclave code: jump to RBX outside, TCS free again.
 const void* emulate_eexit(SimTcs* t, ucontext_t* uc) {
+  note_lazy_gs(t);
   R(uc, REG_RIP) = R(uc, REG_RBX);
   R(uc, REG_RCX) = static_cast<greg_t>(t->aep);
   sigmask_word(uc) = t->host_sigmask;
@@ -292,6 +311,7 @@ const void* aex(SimEnclaveState* st, SimTcs* t, ucontext_t* uc, uint32_t vector,
   R(uc, REG_RSP) = static_cast<greg_t>(ursp);
   R(uc, REG_RBP) = static_cast<greg_t>(urbp);
   R(uc, REG_EFL) = 0x202;
+  note_lazy_gs(t);
   sigmask_word(uc) = t->host_sigmask;
   t->busy.store(0, std::memory_order_release);
   return nullptr;
@@ -365,6 +385,13 @@ void chain(int sig, siginfo_t* info, void* uc) {
 
 }  // namespace
 
+void retire_range(uint64_t base, uint64_t size) {
+  RetiredRange& r = g_retired[g_retired_next.fetch_add(1) % kMaxEnclaves];
+  r.size.store(0, std::memory_order_release);
+  r.base.store(base, std::memory_order_release);
+  r.size.store(size, std::memory_order_release);
+}
+
 bool registry_add(SimEnclaveState* state) {
   for (auto& slot : g_registry) {
     SimEnclaveState* expected = nullptr;
@@ -378,6 +405,7 @@ void registry_remove(SimEnclaveState* state) {
     SimEnclaveState* expected = state;
     slot.compare_exchange_strong(expected, nullptr);
   }
+  retire_range(state->base, state->size);
 }
 
 SimEnclaveState* registry_find_addr(uint64_t addr) {
@@ -389,8 +417,18 @@ SimEnclaveState* registry_find_addr(uint64_t addr) {
 }
 
 namespace {
+
+bool in_retired_range(uint64_t a) {
+  for (auto& r : g_retired) {
+    const uint64_t b = r.base.load(std::memory_order_acquire), n = r.size.load(std::memory_order_acquire);
+    if (n && a >= b && a - b < n) return true;
+  }
+  return false;
+}
+
 bool is_some_enclave_gs(uint64_t gs) {
   if (gs == 0) return false;
+  if (in_retired_range(gs)) return true;
   for (auto& slot : g_registry) {
     SimEnclaveState* st = slot.load(std::memory_order_acquire);
     if (!st) continue;
