@@ -248,11 +248,16 @@ enum RuntimeEcall : uint32_t {
 };
 inline constexpr uint32_t kLastControlEcall = kEcallClaimControl;
 inline constexpr bool is_control_ecall(uint32_t id) { return id >= kEcallResetThread && id <= kLastControlEcall; }
+// The runtime's own OCALLs are typed calls of src/common/tm_posix.edl
+// (interface block 0, ids from 0x10000 in declaration order). These three
+// have fixed ids because teemated serves the first two itself (the enclave
+// may log or read a clock during a control ECALL); a unit test checks them
+// against the interface file. Raw ids 1-4 (the hand-built frames of
+// earlier versions) are no longer served.
 enum RuntimeOcall : uint32_t {
-  kOcallWrite = 1,       // scalars[0] fd (1 or 2); bufs[0] in; scalars[1] out: bytes written
-  kOcallClockGettime = 2,// scalars[0] clock id; scalars[1] out: ns
-  kOcallDebugLog = 3,    // bufs[0] in: message
-  kOcallSleep = 4,       // scalars[0] nanoseconds to sleep (at most one day); no out values
+  kOcallConsoleWrite = 0x10024,  // tm_console_write(fd, buf, len)
+  kOcallClock = 0x10025,         // tm_clock_ns(clock)
+  kOcallSleepNs = 0x10026,       // tm_sleep_ns(ns)
 };
 
 // ---- Switchless calls --------------------------------------------------------

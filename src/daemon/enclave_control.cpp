@@ -9,11 +9,15 @@
 
 #include <cstdio>
 #include <mutex>
+#include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include "common/enclave_abi.h"
 #include "host/runtime/image_loader.h"
+#include "host/runtime/ocall_frame.h"
+#include "tm_posix_u.h"
 
 namespace teemate::daemon {
 namespace {
@@ -50,24 +54,24 @@ Status fill_random(void* out, size_t size) {
 // An OCALL the runtime made during one of our own entries: only its
 // diagnostics (write, clock) are served; anything else is refused.
 void serve_own_ocall(uint32_t log_id, abi::CallFrame* f) {
-  f->status = abi::kErrUnknownCall;
-  if (f->call_id == abi::kOcallWrite && f->nbufs == 1 && f->bufs[0].size <= abi::kOcallScratchSize) {
-    const auto* lo = reinterpret_cast<const char*>(f);
-    const auto* p = reinterpret_cast<const char*>(f->bufs[0].ptr);
-    if (p >= lo && f->bufs[0].size <= static_cast<uint64_t>(lo + abi::kOcallScratchSize - p)) {
-      std::string text(p, f->bufs[0].size);
-      while (!text.empty() && text.back() == '\n') text.pop_back();
-      log("enclave %u says: %s", log_id, text.c_str());
-      f->scalars[1] = f->bufs[0].size;
-      f->status = abi::kOk;
-    }
-  } else if (f->call_id == abi::kOcallClockGettime) {
-    struct timespec ts {};
-    if (clock_gettime(static_cast<clockid_t>(f->scalars[0]), &ts) == 0) {
-      f->scalars[1] = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-      f->status = abi::kOk;
-    }
+  if (f->call_id != abi::kOcallConsoleWrite && f->call_id != abi::kOcallClock) {
+    f->status = abi::kErrUnknownCall;
+    return;
   }
+  CallArgs args;
+  if (int32_t bad = host::args_from_frame(*f, &args); bad != abi::kOk) {
+    f->status = bad;
+    return;
+  }
+  // The typed call's own code decodes the request and checks it.
+  const host::ConsoleSink to_log = [log_id](int, std::string_view text) {
+    std::string line(text);
+    while (!line.empty() && line.back() == '\n') line.pop_back();
+    log("enclave %u says: %s", log_id, line.c_str());
+  };
+  host::ScopedConsoleSink sink(&to_log);
+  const int32_t status = tm_posix_dispatch_ocall(f->call_id, args);
+  host::answer_frame(f, args, status);
 }
 
 }  // namespace

@@ -73,3 +73,10 @@ int more_double_it(int x) {
   if (host_triple(&tripled, x) != TM_OK) return -1;
   return 2 * tripled;
 }
+
+// (x + 1) * 4, the + 1 made by the host through a switchless OCALL.
+int more_quadruple_fast(int x) {
+  int plus_one = 0;
+  if (host_plus_one_fast(&plus_one, x) != TM_OK) return -1;
+  return 4 * plus_one;
+}

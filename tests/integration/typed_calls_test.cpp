@@ -7,15 +7,18 @@
 // with a clear error and keep serving.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "common/enclave_abi.h"
 #include "host/edl/edl.h"
 #include "teemate/call_wire.h"
 #include "teemate/enclave.h"
@@ -41,6 +44,7 @@ int host_lie(uint64_t* two) {
 }
 
 int host_triple(int x) { return 3 * x; }
+int host_plus_one_fast(int x) { return x + 1; }
 
 namespace teemate {
 namespace {
@@ -363,6 +367,58 @@ TEST(EdlParser, ClearErrorsNameTheLineAndTheFault) {
   auto multi = edl::parse("enclave {\n trusted {\n\n  int f(int* p);\n };\n};", "m.edl", "m");
   ASSERT_FALSE(multi.ok());
   EXPECT_EQ(multi.status().message().rfind("m.edl:4: ", 0), 0u) << multi.status().message();
+}
+
+// transition_using_threads: the generated stubs go through switchless
+// workers when the handle has them, and cross when it has none.
+TEST_F(TypedCallsTest, SwitchlessTypedCallsBothWays) {
+  int r = 0;
+  ASSERT_TRUE(more_quadruple_fast(*enclave_, &r, 5).ok());  // no workers: crossings
+  EXPECT_EQ(r, 24);
+  LoadOptions o;
+  o.switchless.ocall_workers = 1;
+  o.switchless.ecall_workers = 1;
+  auto e = Enclave::load(build_dir() + "/enclaves/test_enclave.tme", o);
+  ASSERT_TRUE(e.ok()) << e.status().to_string();
+  ASSERT_TRUE(typed_calls_register_ocalls(**e).ok());
+  ASSERT_TRUE(typed_more_register_ocalls(**e).ok());
+  // Until both workers served one (a loaded machine may delay them; calls
+  // meanwhile fall back to crossings, and must be right all the same).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  do {
+    for (int i = 0; i < 200; ++i) {
+      ASSERT_TRUE(more_quadruple_fast(**e, &r, i).ok());
+      ASSERT_EQ(r, 4 * (i + 1));
+    }
+  } while (((*e)->switchless_stats().ecalls_by_workers == 0 || (*e)->switchless_stats().ocalls_by_workers == 0) &&
+           std::chrono::steady_clock::now() < deadline);
+  const SwitchlessStats s = (*e)->switchless_stats();
+  EXPECT_GT(s.ecalls_by_workers, 0u);
+  EXPECT_GT(s.ocalls_by_workers, 0u);
+  auto parsed = edl::parse("enclave { trusted { public int f(int x) transition_using_threads; }; "
+                           "untrusted { void g(int x) transition_using_threads; }; };", "s.edl", "s");
+  ASSERT_TRUE(parsed.ok()) << parsed.status().message();
+  EXPECT_TRUE(parsed->ecalls[0].switchless);
+  EXPECT_TRUE(parsed->ocalls[0].switchless);
+  auto bad = edl::parse("enclave { trusted { public int f(int x) fast; }; };", "b.edl", "b");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("unknown function attribute 'fast'"), std::string::npos)
+      << bad.status().message();
+}
+
+// The runtime's console, clock and sleep have ids fixed in enclave_abi.h
+// (teemated serves the first two): the interface file must agree.
+TEST(EdlParser, TheRuntimesFixedOcallIdsMatchTmPosixEdl) {
+  std::ifstream in(source_dir() + "/src/common/tm_posix.edl");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto parsed = edl::parse(ss.str(), "tm_posix.edl", "tm_posix", /*runtime=*/true);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().to_string();
+  std::map<std::string, uint32_t> ids;
+  for (const edl::Function& f : parsed->ocalls) ids[f.name] = f.id;
+  EXPECT_EQ(ids["tm_console_write"], abi::kOcallConsoleWrite);
+  EXPECT_EQ(ids["tm_clock_ns"], abi::kOcallClock);
+  EXPECT_EQ(ids["tm_sleep_ns"], abi::kOcallSleepNs);
 }
 
 TEST(EdlParser, SignaturesHashDifferentlyWhenTheyDiffer) {

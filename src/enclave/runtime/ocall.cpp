@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "runtime.h"
+#include "tm_posix_t.h"
 
 namespace teemate::trts {
 namespace {
@@ -83,15 +84,11 @@ int host_write(int fd, const void* data, size_t size) {
   const uint8_t* p = static_cast<const uint8_t*>(data);
   while (size > 0) {
     size_t chunk = size < 64 * 1024 ? size : 64 * 1024;
-    tm_call c{};
-    c.id = abi::kOcallWrite;
-    c.nbufs = 1;
-    c.scalars[0] = static_cast<uint64_t>(fd);
-    c.bufs[0] = tm_buffer{const_cast<uint8_t*>(p), chunk, 0, TM_BUF_IN};
-    int rc = tm_ocall(&c);
+    int64_t written = 0;
+    int rc = tm_console_write(&written, fd, p, chunk);
     if (rc != TM_OK) return rc;
-    uint64_t written = c.scalars[1];
-    if (written == 0 || written > chunk) return TM_ERR_OCALL_FAILED;  // Iago: check the count
+    // Iago: the count must be what we asked for or less, never nothing.
+    if (written <= 0 || static_cast<uint64_t>(written) > chunk) return TM_ERR_OCALL_FAILED;
     p += written;
     size -= written;
   }

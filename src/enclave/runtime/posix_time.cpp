@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "runtime.h"
+#include "tm_posix_t.h"
 
 using namespace teemate;
 using namespace teemate::trts;
@@ -28,12 +29,9 @@ constexpr uint64_t kNsPerSec = 1000000000ull;
 uint64_t g_last_monotonic_ns = 0;
 
 bool host_clock(int clk, uint64_t* ns) {
-  tm_call c{};
-  c.id = abi::kOcallClockGettime;
-  c.scalars[0] = static_cast<uint64_t>(clk);
-  if (tm_ocall(&c) != TM_OK) return false;
-  if (c.scalars[1] > static_cast<uint64_t>(INT64_MAX)) return false;  // not a time
-  *ns = c.scalars[1];
+  int64_t got = -1;
+  if (tm_clock_ns(&got, clk) != TM_OK || got < 0) return false;  // an error, or not a time
+  *ns = static_cast<uint64_t>(got);
   return true;
 }
 
@@ -133,10 +131,8 @@ int clock_nanosleep(clockid_t clk, int flags, const struct timespec* req, struct
   constexpr uint64_t kChunk = 86400ull * kNsPerSec;
   while (want > 0) {
     const uint64_t step = want < kChunk ? want : kChunk;
-    tm_call c{};
-    c.id = abi::kOcallSleep;
-    c.scalars[0] = step;
-    if (tm_ocall(&c) != TM_OK) return EIO;
+    int64_t slept = -1;
+    if (tm_sleep_ns(&slept, step) != TM_OK || slept != 0) return EIO;
     want -= step;
   }
   if (rem) memset(rem, 0, sizeof *rem);

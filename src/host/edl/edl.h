@@ -47,6 +47,10 @@ struct Function {
   ScalarType ret;
   std::vector<Param> params;
   bool trusted = true;      // ECALL (trusted) or OCALL (untrusted)
+  // `transition_using_threads` after the parameter list: the stubs call
+  // through a switchless worker when one is free (not part of the hash:
+  // the frames are the same).
+  bool switchless = false;
   uint32_t id = 0;          // call id, assigned in declaration order
   uint64_t hash = 0;        // FNV-1a of the canonical signature
   int line = 0;

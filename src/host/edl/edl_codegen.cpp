@@ -297,7 +297,7 @@ std::string trusted_source(const Interface& iface) {
     s += "  tm_frame.id = " + hex(f.id) + ";\n  tm_frame.nbufs = 2;\n  tm_frame.scalars[0] = " + u64_literal(f.hash) + ";\n";
     s += "  tm_frame.bufs[0].data = tm_req;\n  tm_frame.bufs[0].size = tm_req_len;\n  tm_frame.bufs[0].direction = TM_BUF_IN;\n";
     s += "  tm_frame.bufs[1].data = tm_resp;\n  tm_frame.bufs[1].size = tm_resp_len;\n  tm_frame.bufs[1].direction = TM_BUF_OUT;\n";
-    s += "  int tm_rc = tm_ocall(&tm_frame);\n";
+    s += std::string("  int tm_rc = ") + (f.switchless ? "tm_ocall_switchless" : "tm_ocall") + "(&tm_frame);\n";
     s += "  // The host's answer: exactly the length this interface gives, every field checked.\n";
     s += "  if (tm_rc == tm_k_OK && tm_frame.bufs[1].out_size != tm_resp_len) tm_rc = tm_k_ERR_OCALL_FAILED;\n";
     s += "  if (tm_rc == tm_k_OK) {\n    tm_rc = [&]() -> int {\n";
@@ -365,7 +365,8 @@ std::string untrusted_source(const Interface& iface) {
     s += "  if (!tm_ok) return ::teemate::internal_error(\"" + f.name + ": request layout\");\n";
     s += "  ::teemate::CallArgs tm_args;\n";
     s += "  tm_args.scalar(0, " + u64_literal(f.hash) + ").in(::std::span<const uint8_t>(tm_req.data(), tm_req_len)).out(tm_resp);\n";
-    s += "  ::teemate::Status tm_st = tm_enclave.call(" + hex(f.id) + ", tm_args);\n";
+    s += std::string("  ::teemate::Status tm_st = tm_enclave.") + (f.switchless ? "call_switchless(" : "call(") +
+         hex(f.id) + ", tm_args);\n";
     s += "  if (!tm_st.ok()) return tm_st.with_context(\"" + f.name + "\");\n";
     s += "  if (tm_args.buffer(1).out_size != tm_resp_len) {\n";
     s += "    return ::teemate::corrupt(\"" + f.name + ": the enclave answered \" + ::std::to_string(tm_args.buffer(1).out_size) + \" bytes, the interface says \" + ::std::to_string(tm_resp_len));\n";

@@ -5,7 +5,7 @@
 //       public int kv_put([in, size=key_len] const char* key, size_t key_len);
 //     };
 //     untrusted {
-//       void host_log([in, string] const char* msg);
+//       void host_log([in, string] const char* msg) transition_using_threads;
 //     };
 //   };
 //
@@ -264,6 +264,14 @@ class Parser {
       }
     }
     next();
+    if (is_ident("transition_using_threads")) {
+      next();
+      f.switchless = true;
+    }
+    if (!is(";") && peek().kind == Token::kIdent) {
+      return err(peek(), f.name + ": unknown function attribute '" + peek().text +
+                             "' (the one accepted after the parameters is transition_using_threads)");
+    }
     TM_RETURN_IF_ERROR(expect(";"));
     TM_RETURN_IF_ERROR(check_function(f));
     return f;

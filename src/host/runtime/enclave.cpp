@@ -32,6 +32,7 @@
 #include "host/daemon/protocol.h"
 #include "host/image/image_file.h"
 #include "host/runtime/image_loader.h"
+#include "host/runtime/ocall_frame.h"
 #include "host/runtime/switchless_host.h"
 #include "sgx/measurement.h"
 #include "sgx/sigstruct.h"
@@ -725,82 +726,32 @@ class EnclaveImpl final : public Enclave {
     tcs_cv_.notify_all();  // waiters learn when none is left
   }
 
-  // Serves one OCALL whose frame the enclave built in `f` (our scratch).
+  // Serves one OCALL whose frame the enclave built in `f` (our scratch),
+  // on a crossing or for a switchless worker; the runtime's console OCALL
+  // writes to this handle's output.
   void handle_ocall(abi::CallFrame* f) {
-    const uint8_t* lo = reinterpret_cast<uint8_t*>(f);
-    const uint8_t* hi = lo + abi::kOcallScratchSize;
-    if (f->nbufs > abi::kMaxCallBuffers) {
-      f->status = abi::kErrInvalid;
+    CallArgs args;
+    if (int32_t bad = host::args_from_frame(*f, &args); bad != abi::kOk) {
+      f->status = bad;
       return;
     }
-    CallArgs args;
-    for (uint32_t i = 0; i < f->nbufs; ++i) {
-      const abi::CallBuffer& b = f->bufs[i];
-      auto* p = reinterpret_cast<uint8_t*>(b.ptr);
-      if (p < lo || p > hi || b.size > static_cast<uint64_t>(hi - p)) {
-        f->status = abi::kErrBufferRange;
-        return;
-      }
-      if (b.direction == abi::kBufIn) args.in({p, b.size});
-      else if (b.direction == abi::kBufOut) args.out({p, b.size});
-      else args.inout({p, b.size});
-    }
-    for (size_t i = 0; i < 4; ++i) args.scalar(i, f->scalars[i]);
-    int32_t status = dispatch_ocall(f->call_id, args);
-    for (uint32_t i = 0; i < f->nbufs; ++i) f->bufs[i].out_size = args.buffer(i).out_size;
-    for (size_t i = 0; i < 4; ++i) f->scalars[i] = args.scalar_value(i);
-    f->status = status;
+    host::ScopedConsoleSink sink(&options_.output);
+    const int32_t status = dispatch_ocall(f->call_id, args);
+    host::answer_frame(f, args, status);
   }
 
   int32_t dispatch_ocall(uint32_t id, CallArgs& args) {
-    switch (id) {
-      case abi::kOcallWrite: {
-        const int fd = static_cast<int>(args.scalar_value(0));
-        if ((fd != 1 && fd != 2) || args.buffer_count() != 1) return abi::kErrInvalid;
-        const auto& b = args.buffer(0);
-        std::string_view text(static_cast<const char*>(b.data), b.size);
-        if (options_.output) {
-          options_.output(fd, text);
-        } else {
-          size_t done = 0;
-          while (done < text.size()) {
-            ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-            if (n <= 0) break;
-            done += static_cast<size_t>(n);
-          }
-        }
-        args.scalar_ref(1) = b.size;
-        return abi::kOk;
-      }
-      case abi::kOcallClockGettime: {
-        struct timespec ts {};
-        if (clock_gettime(static_cast<clockid_t>(args.scalar_value(0)), &ts) != 0) return abi::kErrInvalid;
-        args.scalar_ref(1) = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-        return abi::kOk;
-      }
-      case abi::kOcallSleep: {
-        const uint64_t ns = args.scalar_value(0);
-        if (ns > 86400ull * 1000000000ull) return abi::kErrInvalid;
-        struct timespec req {static_cast<time_t>(ns / 1000000000ull), static_cast<long>(ns % 1000000000ull)};
-        struct timespec rem {};
-        // A signal handler of the host process may interrupt it: sleep the rest.
-        while (nanosleep(&req, &rem) != 0 && errno == EINTR) req = rem;
-        return abi::kOk;
-      }
-      default: {
-        OcallHandler h;
-        {
-          std::shared_lock lock(ocall_mu_);
-          auto it = ocalls_.find(id);
-          if (it != ocalls_.end()) h = it->second;
-        }
-        if (h) return h(args);
-        // The runtime's typed OCALLs (common/tm_posix.edl, id block 0), unless
-        // the application serves one itself (as any host may).
-        if (id >= 0x10000 && id < 0x11000) return tm_posix_dispatch_ocall(id, args);
-        return abi::kErrUnknownCall;
-      }
+    OcallHandler h;
+    {
+      std::shared_lock lock(ocall_mu_);
+      auto it = ocalls_.find(id);
+      if (it != ocalls_.end()) h = it->second;
     }
+    if (h) return h(args);
+    // The runtime's typed OCALLs (common/tm_posix.edl, id block 0), unless
+    // the application serves one itself (as any host may).
+    if (id >= 0x10000 && id < 0x11000) return tm_posix_dispatch_ocall(id, args);
+    return abi::kErrUnknownCall;
   }
 
   LoadOptions options_;

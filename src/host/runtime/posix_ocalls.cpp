@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -16,6 +17,9 @@
 #include <mutex>
 #include <unordered_map>
 
+#include <string_view>
+
+#include "host/runtime/ocall_frame.h"
 #include "tm_posix_u.h"
 
 namespace {
@@ -170,5 +174,43 @@ int64_t tm_futex_wake(uint64_t key) {
     ++b.seq[key];
   }
   b.cv.notify_all();
+  return 0;
+}
+
+// ---- The runtime's console, clock and sleep ---------------------------------
+
+int64_t tm_console_write(int32_t fd, const uint8_t* buf, uint64_t len) {
+  if (fd != 1 && fd != 2) return -EBADF;
+  if (!buf && len) return -EFAULT;
+  const std::string_view text(reinterpret_cast<const char*>(buf), len);
+  const teemate::host::ConsoleSink* sink = teemate::host::current_console_sink();
+  if (sink && *sink) {
+    (*sink)(fd, text);
+    return static_cast<int64_t>(len);
+  }
+  size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  // What could not be written is dropped, as a closed terminal drops it:
+  // the enclave's output never blocks or fails its caller.
+  return static_cast<int64_t>(len);
+}
+
+int64_t tm_clock_ns(int32_t clock) {
+  struct timespec ts {};
+  if (::clock_gettime(static_cast<clockid_t>(clock), &ts) != 0) return -static_cast<int64_t>(errno);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000ll + ts.tv_nsec;
+}
+
+int64_t tm_sleep_ns(uint64_t ns) {
+  if (ns > 86400ull * 1000000000ull) return -EINVAL;
+  struct timespec req {static_cast<time_t>(ns / 1000000000ull), static_cast<long>(ns % 1000000000ull)};
+  struct timespec rem {};
+  // A signal handler of the host process may interrupt it: sleep the rest.
+  while (::nanosleep(&req, &rem) != 0 && errno == EINTR) req = rem;
   return 0;
 }
