@@ -267,6 +267,11 @@ int main(int argc, char** argv) {
   if (cmd == "exec-inside") o.tcs = 2;
   if (cmd == "spawn-threads" && argc == 5) o.tcs = static_cast<uint32_t>(std::strtoul(argv[2], nullptr, 10));
   if ((cmd == "threads" && argc == 5) || (cmd == "echo-threads" && argc == 4)) o.tcs = static_cast<uint32_t>(std::strtoul(argv[2], nullptr, 10));
+  if (cmd == "switchless") {  // both directions, one worker each, on 2 leased TCS
+    o.tcs = 2;
+    o.switchless.ocall_workers = 1;
+    o.switchless.ecall_workers = 1;
+  }
   auto e = Enclave::attach(o);
   if (!e.ok()) return fail(e.status().message());
   if (cmd == "count" && argc == 4) {
@@ -418,6 +423,36 @@ int main(int argc, char** argv) {
     Status st = (*e)->call(kEcallSetFlag, a);
     if (!st.ok()) return fail(st.message());
     std::printf("set\n");
+    return 0;
+  }
+  if (cmd == "switchless") {  // prints "WRONG SERVED_BY_ECALL_WORKER SERVED_BY_OCALL_WORKER" (0/1 flags)
+    Status st = (*e)->set_ocall(kOcallSwitchlessAdd, [](CallArgs& a) -> int32_t {
+      if (a.buffer_count() != 1 || a.buffer(0).size != 8) return -22;
+      uint64_t v = 0;
+      std::memcpy(&v, a.buffer(0).data, 8);
+      v += a.scalar_value(0);
+      std::memcpy(a.buffer(0).data, &v, 8);
+      a.buffer(0).out_size = 8;
+      a.scalar_ref(1) = 2 * a.scalar_value(0);
+      return 0;
+    });
+    if (!st.ok()) return fail(st.message());
+    uint64_t wrong = 0;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    do {
+      for (uint64_t i = 0; i < 100; ++i) {
+        CallArgs add;
+        add.scalar(0, i).scalar(1, getpid());
+        if (!(*e)->call_switchless(kEcallAdd, add).ok() || add.scalar_value(2) != i + getpid()) ++wrong;
+      }
+      CallArgs loop;
+      loop.scalar(0, 100);
+      if (!(*e)->call(kEcallSwitchlessOcalls, loop).ok() || loop.scalar_value(0) != 5050 || loop.scalar_value(1)) ++wrong;
+    } while (((*e)->switchless_stats().ecalls_by_workers == 0 || (*e)->switchless_stats().ocalls_by_workers == 0) &&
+             std::chrono::steady_clock::now() < deadline);
+    const SwitchlessStats s = (*e)->switchless_stats();
+    std::printf("%llu %d %d\n", static_cast<unsigned long long>(wrong), s.ecalls_by_workers > 0 ? 1 : 0,
+                s.ocalls_by_workers > 0 ? 1 : 0);
     return 0;
   }
   if (cmd == "spawn-threads" && argc == 5) {  // TCS N: prints "CREATED SUM ERRORS"

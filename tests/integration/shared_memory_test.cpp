@@ -166,5 +166,16 @@ TEST_F(SharedMemoryTest, PthreadsRunOnTheProcessLeasedTcs) {
   EXPECT_EQ(client_says({"spawn-threads", "2", "3"}), "1 1 2");  // one free TCS besides the caller's
 }
 
+// Switchless calls in shared mode: each attached process runs its own
+// workers over queues in its own memory; two at once stay apart and right.
+TEST_F(SharedMemoryTest, TwoAttachedProcessesEachRunTheirOwnSwitchlessWorkers) {
+  std::string first;
+  std::thread other([&] { first = client_says({"switchless"}); });
+  const std::string second = client_says({"switchless"});
+  other.join();
+  EXPECT_EQ(first, "0 1 1");
+  EXPECT_EQ(second, "0 1 1");
+}
+
 }  // namespace
 }  // namespace teemate

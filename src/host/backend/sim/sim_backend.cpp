@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "host/backend/backend.h"
+#include "host/backend/sim/sim_backend.h"
 #include "host/backend/sim/sim_keys.h"
 #include "host/image/file_util.h"
 #include "host/backend/sim/sim_state.h"
@@ -445,18 +446,12 @@ class SimBackend final : public Backend {
 };
 
 }  // namespace
-}  // namespace sim
 
-Result<std::unique_ptr<Backend>> open_backend(std::string_view name) {
-  if (name == "sim") {
-    sim::warn_once();
-    sim::install_signal_handlers();
-    return std::unique_ptr<Backend>(std::make_unique<sim::SimBackend>());
-  }
-  if (name == "sgx") {
-    return unsupported("backend 'sgx' is not built into this TeeMate yet; use --backend sim");
-  }
-  return invalid_argument("unknown backend '" + std::string(name) + "' (known: sim, sgx)");
+std::unique_ptr<Backend> make_sim_backend() {
+  warn_once();
+  install_signal_handlers();
+  return std::make_unique<SimBackend>();
 }
 
+}  // namespace sim
 }  // namespace teemate::host
