@@ -128,6 +128,12 @@ Result<std::array<uint64_t, 4>> ControlledEnclave::control(uint32_t i, uint32_t 
   }
 }
 
+Result<std::array<uint64_t, 4>> ControlledEnclave::control_once(uint32_t i, uint32_t id, std::array<uint64_t, 4> in) {
+  int32_t status = 0;
+  uint64_t fault = 0;
+  return control_once(i, id, in, &status, &fault);
+}
+
 Result<std::array<uint64_t, 4>> ControlledEnclave::control_once(uint32_t i, uint32_t id,
                                                                 const std::array<uint64_t, 4>& in, int32_t* status_out,
                                                                 uint64_t* fault_out) {

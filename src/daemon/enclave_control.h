@@ -51,6 +51,10 @@ class ControlledEnclave {
   // recovered yet) and a TCS that is momentarily busy are retried for up to
   // about two seconds, while other threads recover the dead.
   Result<std::array<uint64_t, 4>> control(uint32_t i, uint32_t id, std::array<uint64_t, 4> in);
+  // The same control ECALL tried once: for a kBusy that is an answer, not
+  // a lock to wait out (unbinding a TCS on which a call of its process is
+  // still in progress).
+  Result<std::array<uint64_t, 4>> control_once(uint32_t i, uint32_t id, std::array<uint64_t, 4> in);
   // Does the enclave accept our control token? (A harmless control ECALL
   // on an idle TCS; true when every TCS is busy and it cannot be asked.)
   bool token_accepted();

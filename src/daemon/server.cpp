@@ -1177,7 +1177,10 @@ class DaemonImpl final : public Daemon {
     std::vector<uint32_t> freed, reset;
     std::optional<bool> maybe_inside;
     for (uint32_t i : list) {
-      if (!w->ctl->enclave().tcs_busy(i) && w->ctl->control(i, abi::kEcallBindTcs, {0, 0, 0, 0}).ok()) {
+      // Tried once: kBusy means a call of the process is in progress on it
+      // (an OCALL), which waiting would not change; it was two seconds of
+      // retries that held up the recovery of a process killed in an OCALL.
+      if (!w->ctl->enclave().tcs_busy(i) && w->ctl->control_once(i, abi::kEcallBindTcs, {0, 0, 0, 0}).ok()) {
         freed.push_back(i);
         continue;
       }

@@ -84,6 +84,32 @@ int switchless_ocalls(tm_call* c) {
 }
 TM_ECALL(kEcallSwitchlessOcalls, switchless_ocalls);
 
+// A detached thread that outlives the ECALL: 200 ms later it makes
+// scalars[0] switchless OCALLs (the host may be dropping its handle then).
+void* late_switchless(void* arg) {
+  struct timespec pause_for = {0, 200 * 1000 * 1000};
+  nanosleep(&pause_for, nullptr);
+  const uint64_t n = reinterpret_cast<uint64_t>(arg);
+  uint64_t counter = 0;
+  for (uint64_t i = 1; i <= n; ++i) {
+    tm_call o{};
+    o.id = kOcallSwitchlessAdd;
+    o.nbufs = 1;
+    o.scalars[0] = i;
+    o.bufs[0] = tm_buffer{&counter, sizeof counter, 0, TM_BUF_INOUT};
+    if (tm_ocall_switchless(&o) != TM_OK) break;
+  }
+  return nullptr;
+}
+
+int detached_switchless(tm_call* c) {
+  pthread_t t;
+  if (pthread_create(&t, nullptr, late_switchless, reinterpret_cast<void*>(c->scalars[0])) != 0) return TM_ERR_INVALID;
+  pthread_detach(t);
+  return TM_OK;
+}
+TM_ECALL(kEcallDetachedSwitchless, detached_switchless);
+
 int null_deref(tm_call* c) {
   volatile int* p = reinterpret_cast<volatile int*>(c->scalars[0]);
   c->scalars[1] = *p;

@@ -264,6 +264,9 @@ TEST_F(SimBackendTest, ACrossingRestoresTheHostThreadState) {
 // would reload GS twice: review of the lean crossing).
 TEST_F(SimBackendTest, AGsBaseLeftByADestroyedEnclaveIsNotTheHosts) {
   std::thread([&] {
+    // A host thread that does not use GS (this one inherited the test's
+    // main thread's, which may be a destroyed enclave's).
+    ASSERT_EQ(syscall(SYS_arch_prctl, 0x1001 /* ARCH_SET_GS */, 0UL), 0);
     // B exists first, so that A (destroyed) cannot reuse its range.
     auto b = build(*img_, params_of(img_->layout));
     ASSERT_TRUE(b.ok());
@@ -282,6 +285,34 @@ TEST_F(SimBackendTest, AGsBaseLeftByADestroyedEnclaveIsNotTheHosts) {
     EXPECT_NE(now, stale) << "the stale base was restored as the host's";
     EXPECT_GE(now, b->enclave->base());
     EXPECT_LT(now, b->enclave->base() + b->enclave->size());
+  }).join();
+}
+
+// A host that maps its own memory where a destroyed enclave was and points
+// GS there gets that GS back after a crossing (review defect: addresses of
+// destroyed enclaves were taken for the enclave's forever).
+TEST_F(SimBackendTest, AHostGsInTheRangeOfADestroyedEnclaveIsRestored) {
+  std::thread([&] {
+    ASSERT_EQ(syscall(SYS_arch_prctl, 0x1001 /* ARCH_SET_GS */, 0UL), 0);
+    auto b = build(*img_, params_of(img_->layout));
+    ASSERT_TRUE(b.ok());
+    ASSERT_TRUE(b->enclave->init(img_->file.sigstruct).ok());
+    uint64_t a_base = 0;
+    {
+      auto a = build(*img_, params_of(img_->layout));
+      ASSERT_TRUE(a.ok());
+      ASSERT_TRUE(a->enclave->init(img_->file.sigstruct).ok());
+      a_base = a->enclave->base();
+    }
+    void* mine = mmap(reinterpret_cast<void*>(a_base), 4096, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    ASSERT_NE(mine, MAP_FAILED);
+    const uint64_t gs = reinterpret_cast<uint64_t>(mine) + 0x40;
+    ASSERT_EQ(syscall(SYS_arch_prctl, 0x1001, gs), 0);
+    ASSERT_EQ(raw_ecall(*b->enclave, b->enclave->base() + img_->layout.tcs_offset(0), kEcallAdd), abi::kExitReturn);
+    EXPECT_EQ(gs_base(), gs);
+    syscall(SYS_arch_prctl, 0x1001, 0UL);
+    munmap(mine, 4096);
   }).join();
 }
 

@@ -3,6 +3,8 @@
 // (scalars, inout buffers, nested calls, faults), fall back to crossings
 // when the workers are busy or absent, and survive many threads at once.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -168,6 +170,54 @@ TEST(SwitchlessTest, ManyCallersShareOneEnclaveWorker) {
   EXPECT_EQ(wrong.load(), 0);
   const SwitchlessStats s = e->switchless_stats();
   EXPECT_EQ(s.ecalls_by_workers + s.ecall_fallbacks, 1200u);
+}
+
+// Review defect: the handle freed its queues before the enclave threads
+// it waits for had ended, and never told the enclave to forget them; a
+// late switchless OCALL then wrote into freed host memory. Now every late
+// OCALL is served (by the workers, still running, or by a crossing).
+TEST(SwitchlessTest, DroppingAHandleWhileAnEnclaveThreadStillCallsIsSafe) {
+  static std::atomic<int> served{0};
+  served = 0;
+  {
+    LoadOptions o;
+    o.switchless.ocall_workers = 1;
+    o.switchless.ecall_workers = 0;
+    auto e = Enclave::load(enclave_path("test_enclave.tme"), o);
+    ASSERT_TRUE(e.ok()) << e.status().to_string();
+    ASSERT_TRUE((*e)->set_ocall(kOcallSwitchlessAdd, [](CallArgs& a) -> int32_t {
+      ++served;
+      a.buffer(0).out_size = a.buffer(0).size;
+      a.scalar_ref(1) = 2 * a.scalar_value(0);
+      return 0;
+    }).ok());
+    CallArgs a;
+    a.scalar(0, 20);
+    ASSERT_TRUE((*e)->call(kEcallDetachedSwitchless, a).ok());
+  }  // the handle waits for the detached thread, then stops the workers
+  EXPECT_EQ(served.load(), 20);
+}
+
+// A child made without fork's atfork hooks (_Fork, a raw clone) must not
+// use its parent's handle (review defect of the cached pid): the enclave
+// memory is shared with the parent's.
+TEST(SwitchlessTest, AChildMadeByUnderscoreForkCannotUseTheParentsHandle) {
+  auto e = load(0, 0);
+  ASSERT_TRUE(e);
+  CallArgs warm;
+  warm.scalar(0, 1).scalar(1, 2);
+  ASSERT_TRUE(e->call(kEcallAdd, warm).ok());
+  const pid_t child = _Fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    CallArgs a;
+    a.scalar(0, 1).scalar(1, 2);
+    const Status st = e->call(kEcallAdd, a);
+    _exit(!st.ok() && st.message().find("forked child") != std::string::npos ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the child's call was not refused";
 }
 
 TEST(SwitchlessTest, TooManyEcallWorkersForTheTcsIsAClearError) {

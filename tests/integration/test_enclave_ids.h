@@ -65,6 +65,8 @@ enum TestEcall : unsigned {
   // Switchless calls.
   kEcallSwitchlessOcalls = 0x190,  // scalars[0] in: n; makes n kOcallSwitchlessAdd with tm_ocall_switchless;
                                    // [0] out: the counter after them; [1] out: answers that were wrong
+  kEcallDetachedSwitchless = 0x191,  // scalars[0] in: n; a detached pthread makes n kOcallSwitchlessAdd
+                                     // with tm_ocall_switchless 200 ms later
 };
 
 enum TestOcall : unsigned {

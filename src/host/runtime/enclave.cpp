@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "base/hex.h"
+#include "base/process_id.h"
 #include "base/paths.h"
 #include "common/enclave_abi.h"
 #include "host/backend/backend.h"
@@ -176,19 +177,10 @@ struct ActiveCall {
   uint32_t tcs;
 };
 
-// getpid() is a system call on every ECALL otherwise; fork's child hook
-// forgets the cached value.
-std::atomic<pid_t> g_pid{0};
-pid_t current_pid() {
-  pid_t p = g_pid.load(std::memory_order_relaxed);
-  if (p != 0) return p;
-  static const bool hooked = [] {
-    return pthread_atfork(nullptr, nullptr, [] { g_pid.store(0, std::memory_order_relaxed); }) == 0;
-  }();
-  p = getpid();
-  if (hooked) g_pid.store(p, std::memory_order_relaxed);
-  return p;
-}
+// This process's pid, read from memory (base::current_pid): a system call
+// per ECALL otherwise, and correct in a child made by _Fork or clone, which
+// run no atfork hooks (review defect of the cached pid).
+using base::current_pid;
 
 thread_local ScratchPool t_scratch;
 thread_local std::vector<ActiveCall> t_active;
@@ -230,6 +222,20 @@ class EnclaveImpl final : public Enclave {
     const image::EnclaveConfig& cfg = layout.config();
     return start_switchless(options.switchless, {cfg.switchless_ocall_workers, cfg.switchless_ecall_workers,
                                                  cfg.switchless_retries});
+  }
+
+  // Stops the workers, then makes the enclave forget this process's queues
+  // before their memory is freed (review defect: the enclave wrote into a
+  // freed queue). If the enclave cannot be told, the queues are never freed.
+  void stop_switchless() {
+    if (!switchless_) return;
+    switchless_->stop();
+    CallArgs none;
+    if (!call_any(abi::kEcallSwitchlessSetup, none).ok()) {
+      (void)switchless_.release();  // leaked on purpose: the enclave may still write there
+      return;
+    }
+    switchless_.reset();
   }
 
   // Starts the switchless workers the image (or the caller) asks for and
@@ -441,12 +447,13 @@ class EnclaveImpl final : public Enclave {
   }
 
   ~EnclaveImpl() override {
-    switchless_.reset();  // joins the workers (an enclave worker returns when idle)
-    // Threads pthread_create started run on this handle's TCS: let them end.
+    // Threads pthread_create started run on this handle's TCS: let them end
+    // (their switchless OCALLs are still served meanwhile).
     {
       std::unique_lock lock(threads_mu_);
       threads_cv_.wait(lock, [&] { return running_threads_ == 0; });
     }
+    stop_switchless();
     if (daemon_ && enclave_id_ != 0) {  // 0: the attach failed before the daemon named an enclave
       // Idle slots go back at once; the daemon resets them.
       (void)protocol::call(daemon_.get(), protocol::make_request("detach", {{"enclave", enclave_id_}}), {}, 2000);
@@ -775,7 +782,7 @@ class EnclaveImpl final : public Enclave {
   std::vector<std::array<uint64_t, 2>> lease_tokens_;  // shared mode: per TCS, sent in every frame
   uint64_t enclave_id_ = 0;
   std::unique_ptr<host::SwitchlessHost> switchless_;  // stopped first in the destructor
-  pid_t owner_pid_ = getpid();  // a forked child must attach or load its own
+  pid_t owner_pid_ = current_pid();  // a forked child must attach or load its own
 };
 
 }  // namespace

@@ -63,12 +63,17 @@ SwitchlessHost::SwitchlessHost(const SwitchlessConfig& config, Hooks hooks) : co
 }
 
 SwitchlessHost::~SwitchlessHost() {
+  stop();
+  free(ocall_queue_);
+  free(ecall_queue_);
+}
+
+void SwitchlessHost::stop() {
   stop_.store(true);
   wake_seq_.fetch_add(1);
   wake_seq_.notify_all();
   for (auto& t : threads_) t.join();
-  free(ocall_queue_);
-  free(ecall_queue_);
+  threads_.clear();
 }
 
 uint64_t SwitchlessHost::ocall_queue_address() const { return reinterpret_cast<uint64_t>(ocall_queue_); }

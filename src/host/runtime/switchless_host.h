@@ -50,6 +50,9 @@ class SwitchlessHost {
 
   // Starts the workers (after the setup ECALL made the queues known).
   void start();
+  // Stops and joins every worker; the queues stay allocated (the enclave
+  // may still know them) until destruction.
+  void stop();
   // Posts an ECALL frame to an enclave worker and waits for it: false
   // (nothing happened) when no worker took it within the retry budget.
   bool try_ecall(abi::CallFrame* frame);

@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "base/process_id.h"
 #include "common/enclave_abi.h"
 #include "host/backend/backend.h"
 #include "host/backend/sim/sim_keys.h"
@@ -36,13 +37,6 @@ namespace teemate::host::sim {
 namespace {
 
 std::atomic<SimEnclaveState*> g_registry[kMaxEnclaves];
-// Ranges of enclaves this process no longer has: a thread created by one
-// whose lazy GS base pointed into such an enclave inherits that base.
-struct RetiredRange {
-  std::atomic<uint64_t> base{0}, size{0};
-};
-RetiredRange g_retired[kMaxEnclaves];
-std::atomic<uint32_t> g_retired_next{0};
 
 struct sigaction g_previous[32];
 
@@ -117,6 +111,7 @@ bool page_has(const SimEnclaveState* st, uint64_t addr, uint64_t len, uint8_t pe
 // every entry (host_gs_now): a host may set it between crossings.
 struct HostThread {
   bool known = false;
+  pid_t pid = 0;  // of the process that cached it: a child (fork, _Fork, clone) asks again
   uint64_t fs = 0;
   uint32_t tid = 0;
   uint64_t pidns = 0;  // inode of /proc/self/ns/pid (0 if /proc is not there)
@@ -126,7 +121,8 @@ thread_local HostThread t_host;
 bool is_some_enclave_gs(uint64_t gs);
 
 const HostThread& host_thread() {
-  if (!t_host.known) {
+  if (!t_host.known || t_host.pid != base::current_pid()) {
+    t_host.pid = base::current_pid();
     t_host.fs = rdfsbase();
     t_host.tid = current_tid();
     struct stat ns {};
@@ -136,8 +132,6 @@ const HostThread& host_thread() {
   return t_host;
 }
 
-// A forked child is a new process with a new tid: forget the cache.
-void forget_host_thread_in_child() { t_host.known = false; }
 
 // Claims a TCS for the calling thread as EENTER/ERESUME do: busy is a #GP.
 bool claim_tcs(SimTcs* t) {
@@ -153,6 +147,11 @@ bool claim_tcs(SimTcs* t) {
 // it is an enclave's, left there by a lazy EEXIT: a host that does not use GS.
 // The GS base this thread's last lazy exit left (it outlives the enclave:
 // a thread that used an enclave since destroyed still does not use GS).
+// A thread that inherited such a base from its creator and never crossed
+// itself takes it for its own and has it restored after each crossing:
+// slower (two GS writes), never wrong. Addresses of destroyed enclaves are
+// not remembered, since host memory may be mapped there later and used
+// through GS (review defect).
 thread_local uint64_t t_left_gs = 0;
 
 uint64_t host_gs_now(const SimTcs* t) {
@@ -385,13 +384,6 @@ void chain(int sig, siginfo_t* info, void* uc) {
 
 }  // namespace
 
-void retire_range(uint64_t base, uint64_t size) {
-  RetiredRange& r = g_retired[g_retired_next.fetch_add(1) % kMaxEnclaves];
-  r.size.store(0, std::memory_order_release);
-  r.base.store(base, std::memory_order_release);
-  r.size.store(size, std::memory_order_release);
-}
-
 bool registry_add(SimEnclaveState* state) {
   for (auto& slot : g_registry) {
     SimEnclaveState* expected = nullptr;
@@ -405,7 +397,6 @@ void registry_remove(SimEnclaveState* state) {
     SimEnclaveState* expected = state;
     slot.compare_exchange_strong(expected, nullptr);
   }
-  retire_range(state->base, state->size);
 }
 
 SimEnclaveState* registry_find_addr(uint64_t addr) {
@@ -418,17 +409,8 @@ SimEnclaveState* registry_find_addr(uint64_t addr) {
 
 namespace {
 
-bool in_retired_range(uint64_t a) {
-  for (auto& r : g_retired) {
-    const uint64_t b = r.base.load(std::memory_order_acquire), n = r.size.load(std::memory_order_acquire);
-    if (n && a >= b && a - b < n) return true;
-  }
-  return false;
-}
-
 bool is_some_enclave_gs(uint64_t gs) {
   if (gs == 0) return false;
-  if (in_retired_range(gs)) return true;
   for (auto& slot : g_registry) {
     SimEnclaveState* st = slot.load(std::memory_order_acquire);
     if (!st) continue;
@@ -455,7 +437,7 @@ SimTcs* registry_find_tcs(uint64_t tcs_addr, SimEnclaveState** owner) {
 void install_signal_handlers() {
   static std::atomic<bool> installed{false};
   if (installed.exchange(true)) return;
-  pthread_atfork(nullptr, nullptr, forget_host_thread_in_child);
+  (void)base::current_pid();  // sets up its page now, not first in a signal handler
   for (int sig : kSignals) {
     struct sigaction sa {};
     sa.sa_sigaction = teemate_sim_signal_entry;
