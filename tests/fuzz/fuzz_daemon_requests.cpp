@@ -21,7 +21,7 @@
 #include <string>
 #include <thread>
 
-#include "daemon/server.h"
+#include "host/daemon/server.h"
 #include "host/daemon/protocol.h"
 
 namespace {

@@ -1,5 +1,5 @@
 // teemated's configuration and caller identity (see daemon_config.h).
-#include "daemon/daemon_config.h"
+#include "host/daemon/daemon_config.h"
 
 #include <errno.h>
 #include <sys/socket.h>

@@ -1,5 +1,5 @@
 // teemated's state file (see daemon_state.h).
-#include "daemon/daemon_state.h"
+#include "host/daemon/daemon_state.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -13,7 +13,7 @@
 // trusts a client: every field is typed and checked, every enclave is used
 // only by members of its trust domain, and a TCS is handed to one process
 // at a time.
-#include "daemon/server.h"
+#include "host/daemon/server.h"
 
 #include <elf.h>
 #include <errno.h>
@@ -51,9 +51,9 @@
 #include "base/hex.h"
 #include "base/paths.h"
 #include "common/enclave_abi.h"
-#include "daemon/daemon_config.h"
-#include "daemon/daemon_state.h"
-#include "daemon/enclave_control.h"
+#include "host/daemon/daemon_config.h"
+#include "host/daemon/daemon_state.h"
+#include "host/daemon/enclave_control.h"
 #include "host/backend/backend.h"
 #include "host/daemon/protocol.h"
 #include "host/daemon/requests.h"

@@ -1,6 +1,6 @@
 // The daemon's control ECALLs (see enclave_control.h and the RuntimeEcall
 // comments in common/enclave_abi.h).
-#include "daemon/enclave_control.h"
+#include "host/daemon/enclave_control.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -4,7 +4,7 @@
 
 #include <cstdio>
 
-#include "daemon/server.h"
+#include "host/daemon/server.h"
 
 int main(int argc, char** argv) {
   teemate::daemon::DaemonOptions opts;
