@@ -1,5 +1,5 @@
 // teemated: the TeeMate daemon. Parses flags and runs the server; all logic
-// is in server.cpp. Foreground, logs to stderr.
+// is in server.cpp and its neighbours (daemon_impl.h). Foreground, logs to stderr.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
