@@ -61,6 +61,8 @@ struct SwitchlessOptions {
   int ocall_workers = -1;  // host threads that serve tm_ocall_switchless
   int ecall_workers = -1;  // enclave threads that serve call_switchless
   int64_t retries = -1;    // polls before a caller falls back to a crossing
+  int64_t idle_us = -1;    // how long an idle worker polls before it sleeps
+                           // until the next crossing (default 500, max 10 s)
 };
 
 // What the switchless workers of one handle did so far.

@@ -271,6 +271,11 @@ int main(int argc, char** argv) {
     o.tcs = 2;
     o.switchless.ocall_workers = 1;
     o.switchless.ecall_workers = 1;
+    // Patient callers and workers that stay awake: on a loaded machine a
+    // worker that sleeps after 0.5 ms is rarely running when a call comes
+    // (CI saw none served in 20 s with the defaults).
+    o.switchless.retries = 10000000;
+    o.switchless.idle_us = 5000000;
   }
   auto e = Enclave::attach(o);
   if (!e.ok()) return fail(e.status().message());

@@ -25,11 +25,15 @@ std::string enclave_path(const char* name) {
   return std::string(dir ? dir : "build") + "/enclaves/" + name;
 }
 
-std::unique_ptr<Enclave> load(int ocall_workers, int ecall_workers, int64_t retries = -1) {
+// By default patient callers and workers that stay awake for 5 s: on a
+// loaded machine a worker that sleeps after the default 0.5 ms is rarely
+// running when a call comes (CI once saw none served in 20 s).
+std::unique_ptr<Enclave> load(int ocall_workers, int ecall_workers, int64_t retries = 10000000) {
   LoadOptions o;
   o.switchless.ocall_workers = ocall_workers;
   o.switchless.ecall_workers = ecall_workers;
   o.switchless.retries = retries;
+  o.switchless.idle_us = 5000000;
   auto e = Enclave::load(enclave_path("test_enclave.tme"), o);
   EXPECT_TRUE(e.ok()) << e.status().to_string();
   if (!e.ok()) return nullptr;

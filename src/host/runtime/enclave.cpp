@@ -244,6 +244,7 @@ class EnclaveImpl final : public Enclave {
     if (o.ocall_workers >= 0) c.ocall_workers = static_cast<uint32_t>(std::min(o.ocall_workers, 64));
     if (o.ecall_workers >= 0) c.ecall_workers = static_cast<uint32_t>(std::min(o.ecall_workers, 64));
     if (o.retries >= 0) c.retries = static_cast<uint32_t>(std::min<int64_t>(o.retries, 10000000));
+    if (o.idle_us >= 0) c.idle_us = static_cast<uint32_t>(std::min<int64_t>(o.idle_us, 10000000));
     if (!c.ocall_workers && !c.ecall_workers) return {};
     if (c.ecall_workers && c.ecall_workers >= tcs_addrs_.size()) {
       return invalid_argument("switchless: " + std::to_string(c.ecall_workers) + " ECALL workers need more than " +
@@ -251,12 +252,14 @@ class EnclaveImpl final : public Enclave {
     }
     host::SwitchlessHost::Hooks hooks;
     hooks.serve_ocall = [this](abi::CallFrame* f) { handle_ocall(f); };
-    hooks.run_enclave_worker = [this](uint64_t idle_polls) {
+    hooks.run_enclave_worker = [this](uint64_t idle_polls, uint64_t* served) {
       auto tcs = try_acquire_tcs();
       if (!tcs) return false;
       CallArgs a;
       a.scalar(0, idle_polls);
-      return call_any(abi::kEcallSwitchlessWorker, a, *tcs).ok();
+      if (!call_any(abi::kEcallSwitchlessWorker, a, *tcs).ok()) return false;
+      *served = a.scalar_value(1);
+      return true;
     };
     auto host = std::make_unique<host::SwitchlessHost>(c, std::move(hooks));
     if ((c.ocall_workers && !host->ocall_queue_address()) || (c.ecall_workers && !host->ecall_queue_address())) {
@@ -267,8 +270,9 @@ class EnclaveImpl final : public Enclave {
     a.scalar(1, host->ecall_queue_address());
     a.scalar(2, c.retries);
     TM_RETURN_IF_ERROR(call_any(abi::kEcallSwitchlessSetup, a).with_context("switchless set-up"));
-    host->start();
+    // Published before the workers start: their crossings read it.
     switchless_ = std::move(host);
+    switchless_->start();
     return {};
   }
 

@@ -12,9 +12,8 @@
 namespace teemate::host {
 namespace {
 
-// An idle worker polls this long before it sleeps until the next crossing.
-constexpr auto kIdleSpin = std::chrono::microseconds(500);
-// An enclave worker returns to the host after this many empty polls.
+// An enclave worker returns to the host after this many empty polls (its
+// host thread then decides, by the clock, whether to go back or sleep).
 constexpr uint64_t kEnclaveWorkerIdlePolls = 20000;
 
 inline void cpu_relax() { __builtin_ia32_pause(); }
@@ -92,17 +91,23 @@ void SwitchlessHost::nudge() {
   wake_seq_.notify_all();
 }
 
-void SwitchlessHost::sleep_until_nudged(uint32_t* sleeping_word) {
+// Sleeps until a crossing nudges, unless a call was posted after the
+// worker stopped counting as awake (the caller saw it awake and posted):
+// then it goes straight back to serve it.
+void SwitchlessHost::sleep_until_nudged(abi::SwitchlessQueue* q) {
   const uint32_t seen = wake_seq_.load(std::memory_order_acquire);
-  __atomic_add_fetch(sleeping_word, 1, __ATOMIC_ACQ_REL);
-  if (!stop_.load()) wake_seq_.wait(seen, std::memory_order_acquire);
-  __atomic_sub_fetch(sleeping_word, 1, __ATOMIC_ACQ_REL);
+  __atomic_add_fetch(&q->sleeping_workers, 1, __ATOMIC_ACQ_REL);
+  bool posted = false;
+  for (auto& slot : q->slots) posted = posted || load(&slot.state) == abi::kSlotPosted;
+  if (!posted && !stop_.load()) wake_seq_.wait(seen, std::memory_order_acquire);
+  __atomic_sub_fetch(&q->sleeping_workers, 1, __ATOMIC_ACQ_REL);
 }
 
 void SwitchlessHost::ocall_worker() {
   abi::SwitchlessQueue* q = ocall_queue_;
   while (!stop_.load(std::memory_order_relaxed)) {
     __atomic_add_fetch(&q->awake_workers, 1, __ATOMIC_ACQ_REL);
+    const auto idle_limit = std::chrono::microseconds(config_.idle_us);
     auto idle_since = std::chrono::steady_clock::now();
     for (uint64_t polls = 0; !stop_.load(std::memory_order_relaxed); ++polls) {
       bool found = false;
@@ -122,12 +127,12 @@ void SwitchlessHost::ocall_worker() {
         idle_since = std::chrono::steady_clock::now();
       } else {
         cpu_relax();
-        if (polls % 64 == 0 && std::chrono::steady_clock::now() - idle_since > kIdleSpin) break;
+        if (polls % 64 == 0 && std::chrono::steady_clock::now() - idle_since > idle_limit) break;
       }
     }
     __atomic_sub_fetch(&q->awake_workers, 1, __ATOMIC_ACQ_REL);
     if (stop_.load()) break;
-    sleep_until_nudged(&q->sleeping_workers);
+    sleep_until_nudged(q);
   }
 }
 
@@ -135,10 +140,22 @@ void SwitchlessHost::ecall_worker() {
   abi::SwitchlessQueue* q = ecall_queue_;
   while (!stop_.load(std::memory_order_relaxed)) {
     __atomic_add_fetch(&q->awake_workers, 1, __ATOMIC_ACQ_REL);
-    hooks_.run_enclave_worker(kEnclaveWorkerIdlePolls);
+    // Back into the enclave while calls came within the idle time (each
+    // visit ends after kEnclaveWorkerIdlePolls empty polls).
+    const auto idle_limit = std::chrono::microseconds(config_.idle_us);
+    auto idle_since = std::chrono::steady_clock::now();
+    while (!stop_.load(std::memory_order_relaxed)) {
+      uint64_t served = 0;
+      if (!hooks_.run_enclave_worker(kEnclaveWorkerIdlePolls, &served)) break;
+      if (served) {
+        idle_since = std::chrono::steady_clock::now();
+      } else if (std::chrono::steady_clock::now() - idle_since > idle_limit) {
+        break;
+      }
+    }
     __atomic_sub_fetch(&q->awake_workers, 1, __ATOMIC_ACQ_REL);
     if (stop_.load()) break;
-    sleep_until_nudged(&q->sleeping_workers);
+    sleep_until_nudged(q);
   }
 }
 

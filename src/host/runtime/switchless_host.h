@@ -22,6 +22,7 @@ struct SwitchlessConfig {
   uint32_t ocall_workers = 0;
   uint32_t ecall_workers = 0;
   uint32_t retries = 20000;  // polls before a caller falls back to a crossing
+  uint32_t idle_us = 500;    // an idle worker polls this long, then sleeps
 };
 
 class SwitchlessHost {
@@ -31,7 +32,8 @@ class SwitchlessHost {
     std::function<void(abi::CallFrame*)> serve_ocall;
     // Runs the enclave worker loop once (an ECALL that returns when idle);
     // false when it could not (no TCS, an error): the worker then waits.
-    std::function<bool(uint64_t idle_polls)> run_enclave_worker;
+    // Sets *served to the number of ECALLs it ran.
+    std::function<bool(uint64_t idle_polls, uint64_t* served)> run_enclave_worker;
   };
 
   SwitchlessHost(const SwitchlessConfig& config, Hooks hooks);
@@ -69,7 +71,7 @@ class SwitchlessHost {
   bool post_ecall(abi::CallFrame* frame);
   void ocall_worker();
   void ecall_worker();
-  void sleep_until_nudged(uint32_t* sleeping_word);
+  void sleep_until_nudged(abi::SwitchlessQueue* q);
 
   SwitchlessConfig config_;
   Hooks hooks_;
