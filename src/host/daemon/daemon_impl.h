@@ -118,6 +118,7 @@ struct Client {
   std::map<uint32_t, uint64_t> contexts;             // enclave id -> process context handle
   std::map<std::pair<uint32_t, uint32_t>, Token128> tokens;  // (enclave, TCS) -> lease token
   std::set<uint32_t> pinned;  // enclaves its loads returned: not evicted while it is connected
+  std::optional<uint32_t> last_loaded;  // what its last successful load returned
 };
 
 // A build in progress, for loads of the same image to wait for.
@@ -300,6 +301,7 @@ class DaemonImpl final : public Daemon {
   std::string pid_file_;
   gid_t socket_gid_ = 0;
   std::string state_path_;
+  std::unique_ptr<StateJournal> journal_;  // appends to state_path_ (under mu_)
   std::string last_state_error_;
   std::chrono::steady_clock::time_point last_sweep_{};
 

@@ -228,7 +228,7 @@ Result<SavedState> from_json(const json& j, const std::string& path) {
 }  // namespace
 
 Status save_state(const std::string& path, const SavedState& state) {
-  const std::string text = to_json(state).dump(1);
+  const std::string text = to_json(state).dump() + "\n";
   const std::string tmp = path + ".tmp";
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return io_error("cannot write " + tmp, errno);
@@ -247,6 +247,35 @@ Status save_state(const std::string& path, const SavedState& state) {
   return {};
 }
 
+StateJournal::~StateJournal() {
+  if (fd_ >= 0) close(fd_);
+}
+
+Status StateJournal::append(const SavedState& state) {
+  const std::string line = to_json(state).dump() + "\n";
+  if (fd_ < 0 || bytes_ + line.size() > kStateJournalCompactBytes) {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+    TM_RETURN_IF_ERROR(save_state(path_, state));
+    fd_ = open(path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+    if (fd_ < 0) return io_error("cannot open " + path_, errno);
+    bytes_ = line.size();
+    return {};
+  }
+  // One write: a concurrent crash leaves a line without its newline, which
+  // load_state skips. A short write (a full disk) is the same, and the next
+  // append starts the file over.
+  const ssize_t n = write(fd_, line.data(), line.size());
+  if (n != static_cast<ssize_t>(line.size())) {
+    const int err = n < 0 ? errno : ENOSPC;
+    close(fd_);
+    fd_ = -1;
+    return io_error("cannot append to " + path_, err);
+  }
+  bytes_ += line.size();
+  return {};
+}
+
 Result<std::optional<SavedState>> load_state(const std::string& path) {
   struct stat st {};
   if (lstat(path.c_str(), &st) != 0) {
@@ -259,7 +288,18 @@ Result<std::optional<SavedState>> load_state(const std::string& path) {
     if (access(path.c_str(), F_OK) != 0 && errno == ENOENT) return std::optional<SavedState>();
     return text.status();
   }
+  // One JSON document (an older daemon's file, or a journal of one line),
+  // else the journal's last complete line.
   json j = json::parse(*text, nullptr, false);
+  if (j.is_discarded()) {
+    std::string_view t = *text;
+    if (!t.empty() && t.back() != '\n') t = t.substr(0, t.rfind('\n') + 1);  // a torn last append
+    if (!t.empty()) t.remove_suffix(1);
+    const size_t start = t.rfind('\n');
+    const std::string_view last = start == std::string_view::npos ? t : t.substr(start + 1);
+    if (last.empty()) return std::optional<SavedState>();  // only a torn first write
+    j = json::parse(last, nullptr, false);
+  }
   if (j.is_discarded() || !j.is_object()) return corrupt(path + ": not a JSON object");
   TM_ASSIGN_OR_RETURN(SavedState s, from_json(j, path));
   return std::optional<SavedState>(std::move(s));

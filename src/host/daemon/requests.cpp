@@ -22,8 +22,15 @@ Result<EnclaveSelector> selector(const json& body, bool required, const std::str
     std::copy(mr.begin(), mr.end(), a.begin());
     s.mrenclave = a;
   }
-  if (s.id && s.mrenclave) return invalid_argument(op + ": give 'enclave' or 'mrenclave', not both");
-  if (required && s.empty()) return invalid_argument(op + ": field 'enclave' or 'mrenclave' is missing");
+  if (body.contains("loaded")) {
+    TM_ASSIGN_OR_RETURN(bool loaded, get_bool(body, "loaded"));
+    if (!loaded) return invalid_argument(op + ": field 'loaded' can only be true");
+    s.loaded = true;
+  }
+  if ((s.id ? 1 : 0) + (s.mrenclave ? 1 : 0) + (s.loaded ? 1 : 0) > 1) {
+    return invalid_argument(op + ": give one of 'enclave', 'mrenclave' and 'loaded'");
+  }
+  if (required && s.empty()) return invalid_argument(op + ": field 'enclave', 'mrenclave' or 'loaded' is missing");
   return s;
 }
 

@@ -27,7 +27,10 @@ inline constexpr uint64_t kMaxTcsPerRequest = 1024;
 struct EnclaveSelector {
   std::optional<uint32_t> id;
   std::optional<std::array<uint8_t, 32>> mrenclave;
-  bool empty() const { return !id && !mrenclave; }
+  // "loaded": true: the enclave this connection's last successful load
+  // answered with (so that hello, load and attach travel together).
+  bool loaded = false;
+  bool empty() const { return !id && !mrenclave && !loaded; }
 };
 
 struct HelloRequest {

@@ -360,7 +360,13 @@ Result<json> DaemonImpl::serve(Client&, const protocol::HelloRequest&, std::vect
 }
 
 Result<json> DaemonImpl::serve(Client& c, const protocol::LoadRequest& q, std::vector<UniqueFd>& in, std::vector<int>*) {
-  return load(c, q, in);
+  Result<json> r = load(c, q, in);
+  std::lock_guard lock(mu_);
+  c.last_loaded.reset();
+  if (r.ok() && r->contains("enclave") && (*r)["enclave"].is_number_unsigned()) {
+    c.last_loaded = (*r)["enclave"].get<uint32_t>();
+  }
+  return r;
 }
 
 Result<json> DaemonImpl::serve(Client& c, const protocol::ListRequest&, std::vector<UniqueFd>&, std::vector<int>*) {

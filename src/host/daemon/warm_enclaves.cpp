@@ -196,10 +196,14 @@ Result<json> DaemonImpl::list(Client& c) {
 
 Result<Warm*> DaemonImpl::find(const Client& c, const protocol::EnclaveSelector& which) {
   Warm* found = nullptr;
-  if (which.id) {
-    found = by_id(*which.id);
+  if (which.loaded && !c.last_loaded) {
+    return invalid_argument("'loaded' names the enclave of this connection's last successful load, and there is none");
+  }
+  const std::optional<uint32_t> id = which.loaded ? c.last_loaded : which.id;
+  if (id) {
+    found = by_id(*id);
     if (!found) {
-      return Status(Code::kNotFound, "no enclave " + std::to_string(*which.id) + " in a trust domain of uid " +
+      return Status(Code::kNotFound, "no enclave " + std::to_string(*id) + " in a trust domain of uid " +
                                          std::to_string(c.who.uid) + " (not a member of its domain, or no such enclave)");
     }
   } else if (which.mrenclave) {
@@ -219,9 +223,9 @@ Result<Warm*> DaemonImpl::find(const Client& c, const protocol::EnclaveSelector&
                                                    std::to_string(c.who.uid));
   } else {
     if (c.leases.size() + c.contexts.size() == 0) return invalid_argument("not attached to any enclave");
-    const uint32_t id = !c.leases.empty() ? c.leases.begin()->first : c.contexts.begin()->first;
-    found = by_id(id);
-    if (!found) return Status(Code::kNotFound, "no enclave " + std::to_string(id));
+    const uint32_t first = !c.leases.empty() ? c.leases.begin()->first : c.contexts.begin()->first;
+    found = by_id(first);
+    if (!found) return Status(Code::kNotFound, "no enclave " + std::to_string(first));
   }
   if (!is_member(config_, found->domain, c.who)) {
     // The same answer as for an enclave that does not exist: ids of other

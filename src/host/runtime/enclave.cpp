@@ -283,11 +283,13 @@ class EnclaveImpl final : public Enclave {
     TM_RETURN_IF_ERROR(protocol::check_socket_directory(sock_path, geteuid(), /*create=*/false)
                            .with_context("refusing to connect to " + sock_path));
     TM_ASSIGN_OR_RETURN(daemon_, protocol::connect_unix(sock_path));
-    // hello and load go out together (one round trip fewer): the daemon
-    // answers in order, and a refused hello fails the load as well.
+    // hello, load and attach go out together (one round trip): the daemon
+    // answers a connection's requests in order, its attach names "the
+    // enclave my load just returned", and a failed hello or load fails
+    // what follows it as well.
     TM_RETURN_IF_ERROR(protocol::send_message(daemon_.get(), protocol::make_request("hello", {{"client", o.client_name}})));
-    bool greeted = false;
     nlohmann::json which;
+    bool loading = false;
     if (!o.mrenclave.empty()) {
       which = {{"mrenclave", o.mrenclave}};
     } else if (o.enclave_id != 0) {
@@ -304,22 +306,30 @@ class EnclaveImpl final : public Enclave {
       if (!o.trust_domain.empty()) load["trust_domain"] = o.trust_domain;
       const int fds[] = {file.get()};
       TM_RETURN_IF_ERROR(protocol::send_message(daemon_.get(), protocol::make_request("load", load), fds));
-      TM_RETURN_IF_ERROR(protocol::await_reply(daemon_.get()).status());
-      greeted = true;
-      TM_ASSIGN_OR_RETURN(protocol::Message loaded, protocol::await_reply(daemon_.get()));
-      if (!loaded.body.contains("enclave") || !loaded.body["enclave"].is_number_unsigned()) {
-        return corrupt("teemated's load reply lacks an unsigned enclave id");
-      }
-      which = {{"enclave", loaded.body["enclave"].get<uint64_t>()}};
+      which = {{"loaded", true}};
+      loading = true;
     }
-    if (!greeted) TM_RETURN_IF_ERROR(protocol::await_reply(daemon_.get()).status());
     nlohmann::json req = which;
     req["tcs"] = o.tcs;
+    TM_RETURN_IF_ERROR(protocol::send_message(daemon_.get(), protocol::make_request("attach", req)));
+    TM_RETURN_IF_ERROR(protocol::await_reply(daemon_.get()).status());
+    if (loading) {
+      Result<protocol::Message> loaded = protocol::await_reply(daemon_.get());
+      if (!loaded.ok()) {
+        (void)protocol::await_reply(daemon_.get());  // the attach that named it fails too
+        return loaded.status();
+      }
+      if (!loaded->body.contains("enclave") || !loaded->body["enclave"].is_number_unsigned()) {
+        return corrupt("teemated's load reply lacks an unsigned enclave id");
+      }
+      req.erase("loaded");
+      req["enclave"] = loaded->body["enclave"].get<uint64_t>();
+    }
     // All TCS leased: wait (bounded) for processes to leave, as a run
     // waits for a CPU; the daemon answers `busy` at once, so poll it.
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(o.wait_ms);
     auto pause = std::chrono::milliseconds(2);
-    Result<protocol::Message> reply = protocol::call(daemon_.get(), protocol::make_request("attach", req));
+    Result<protocol::Message> reply = protocol::await_reply(daemon_.get());
     while (!reply.ok() && reply.status().code() == Code::kBusy && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(pause, deadline - std::chrono::steady_clock::now()));
       pause = std::min(pause * 2, std::chrono::milliseconds(50));

@@ -27,7 +27,7 @@ TEST(Requests, DecodesEachOperation) {
   EXPECT_EQ(std::get<HelloRequest>(*h).client, "ctr");
 
   auto l = decode_request(req("load", {{"image", "/x/a.tme"}, {"new", true}}));
-  ASSERT_TRUE(l.ok()) << l.status().to_string();
+  ASSERT_TRUE(l.ok());
   EXPECT_EQ(std::get<LoadRequest>(*l).image, "/x/a.tme");
   EXPECT_TRUE(std::get<LoadRequest>(*l).fresh);
 
@@ -39,6 +39,11 @@ TEST(Requests, DecodesEachOperation) {
   auto m = decode_request(req("attach", {{"mrenclave", std::string(64, 'A')}}));
   ASSERT_TRUE(m.ok());
   EXPECT_EQ((*std::get<AttachRequest>(*m).which.mrenclave)[0], 0xaa);
+  auto by_load = decode_request(req("attach", {{"loaded", true}, {"tcs", 3}}));
+  ASSERT_TRUE(by_load.ok()) << by_load.status().to_string();
+  EXPECT_TRUE(std::get<AttachRequest>(*by_load).which.loaded);
+  EXPECT_FALSE(std::get<AttachRequest>(*by_load).which.id);
+  EXPECT_EQ(std::get<AttachRequest>(*by_load).tcs, 3u);
   EXPECT_EQ(std::get<AttachRequest>(*m).tcs, 1u);
 
   auto r = decode_request(req("release", {{"tcs", {1, 2}}}));
@@ -74,8 +79,11 @@ TEST(Requests, WrongTypesAndRangesAreErrorsNamingTheField) {
       {req("attach", {{"enclave", "1"}}), "field 'enclave' must be an unsigned integer"},
       {req("attach", {{"enclave", 0}}), "enclave id (1 or more)"},
       {req("attach", {{"enclave", 1ull << 40}}), "<= 4294967295"},
-      {req("attach"), "field 'enclave' or 'mrenclave' is missing"},
-      {req("attach", {{"enclave", 1}, {"mrenclave", std::string(64, '0')}}), "not both"},
+      {req("attach"), "field 'enclave', 'mrenclave' or 'loaded' is missing"},
+      {req("attach", {{"enclave", 1}, {"mrenclave", std::string(64, '0')}}), "give one of"},
+      {req("attach", {{"enclave", 1}, {"loaded", true}}), "give one of"},
+      {req("attach", {{"loaded", false}}), "field 'loaded' can only be true"},
+      {req("attach", {{"loaded", 1}}), "field 'loaded'"},
       {req("attach", {{"mrenclave", "zz"}}), "mrenclave"},
       {req("attach", {{"enclave", 1}, {"tcs", 5000}}), "field 'tcs' must be an unsigned integer <= 1024"},
       {req("attach", {{"enclave", 1}, {"tcs", nullptr}}), "field 'tcs'"},
