@@ -120,6 +120,24 @@ TEST_F(TypedCallsTest, ScalarsOfEveryWidthAndSign) {
   ASSERT_TRUE(tc_nothing(*enclave_).ok());
 }
 
+// Review defect: sizes beyond any enclave's max_call_buffer made the host
+// proxy throw std::bad_alloc (the process aborted); now a Status, before
+// anything is allocated or read.
+TEST_F(TypedCallsTest, SizesBeyondAnyEnclavesLimitAreRefusedBeforeAllocating) {
+  uint32_t one = 1;
+  size_t sum = 0;
+  Status in = tc_sum(*enclave_, &sum, &one, size_t{1} << 36);
+  EXPECT_EQ(in.code(), Code::kResource) << in.to_string();
+  EXPECT_NE(in.message().find("max_call_buffer"), std::string::npos) << in.to_string();
+  uint8_t byte = 0;
+  int rc = 0;
+  Status out = tc_reverse(*enclave_, &rc, nullptr, &byte, size_t{1} << 36);
+  EXPECT_EQ(out.code(), Code::kResource) << out.to_string();
+  // The handle still works.
+  ASSERT_TRUE(tc_sum(*enclave_, &sum, &one, 1).ok());
+  EXPECT_EQ(sum, 1u);
+}
+
 TEST_F(TypedCallsTest, BuffersInOutInOutFixedAndOptional) {
   std::vector<uint32_t> v = {1, 2, 3, 4000000000u};
   size_t sum = 0;

@@ -184,6 +184,12 @@ std::string caller(const Function& f, bool host) {
     }
   }
   if (host) {
+    // Refused before anything is allocated (review defect: a size of 2^36
+    // made the proxy throw bad_alloc out of a Status API): no enclave's
+    // max_call_buffer exceeds 1 GiB.
+    s += "  if (tm_req_len > (size_t{1} << 30) || tm_resp_len > (size_t{1} << 30)) return ::teemate::resource_error(\"" +
+         f.name + ": the call needs \" + ::std::to_string(tm_req_len) + \" bytes in and \" + ::std::to_string(tm_resp_len) + "
+         "\" out; an enclave's max_call_buffer is at most 1 GiB\");\n";
     s += "  ::std::vector<uint8_t> tm_req(tm_req_len ? tm_req_len : 8), tm_resp(tm_resp_len);\n";
     s += "  ::teemate::wire::Writer tm_w(tm_req.data(), tm_req_len);\n";
   } else {
