@@ -76,7 +76,6 @@ class StateJournal {
   StateJournal(const StateJournal&) = delete;
   StateJournal& operator=(const StateJournal&) = delete;
   Status append(const SavedState& state);
-  const std::string& path() const { return path_; }
 
  private:
   std::string path_;

@@ -32,7 +32,7 @@ void DaemonImpl::save_state_locked() {
     if (c->dead || (c->leases.empty() && c->contexts.empty())) continue;
     s.clients.push_back(SavedClient{c->pid, c->start_time, c->who.uid, c->who.gid, c->name, c->leases, c->contexts});
   }
-  if (!journal_ || journal_->path() != state_path_) journal_ = std::make_unique<StateJournal>(state_path_);
+  if (!journal_) journal_ = std::make_unique<StateJournal>(state_path_);
   Status st = journal_->append(s);
   if (!st.ok() && st.message() != last_state_error_) log("cannot save state: %s", st.message().c_str());
   last_state_error_ = st.ok() ? "" : st.message();
