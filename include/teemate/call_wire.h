@@ -77,6 +77,14 @@ inline bool fits(uint64_t w) {
   }
 }
 
+// True when each of the n bytes is 0 or 1, the only valid bools: a bool
+// buffer from the other side is checked before any code reads it as bool.
+inline bool bools_valid(const uint8_t* p, size_t n) {
+  uint8_t bad = 0;
+  for (size_t i = 0; i < n; ++i) bad |= p[i] & 0xfe;
+  return bad == 0;
+}
+
 // Reads a blob front to back; every read checks the remaining length.
 class Reader {
  public:

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/enclave_symbols.h"
 #include "host/edl/edl.h"
 
 namespace teemate::cli {
@@ -17,7 +18,9 @@ struct EdgerOptions {
   std::string untrusted_dir;
 };
 
-Status run_edger(const EdgerOptions& o) { return edl::generate_files(o.edl, o.trusted_dir, o.untrusted_dir); }
+Status run_edger(const EdgerOptions& o) {
+  return edl::generate_files(o.edl, o.trusted_dir, o.untrusted_dir, /*runtime=*/false, enclave_linked_symbols());
+}
 
 }  // namespace
 

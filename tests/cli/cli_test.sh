@@ -192,6 +192,18 @@ echo 'enclave { trusted { int f(int* p); }; };' > bad.edl
 run_fail 1 "teemate edger: bad.edl:1: f: parameter 'p' is a pointer" "$TEEMATE" edger bad.edl --trusted-dir gen3
 [[ ! -e gen3 ]] || fail "edger wrote output for a bad interface"
 run_fail 1 "nothing to generate" "$TEEMATE" edger kv.edl
+# Names of functions musl or the trusted runtime define would replace them
+# at enclave link time (review defect D1): refused, from the real list.
+echo 'enclave { untrusted { int write(int fd); }; };' > libc_name.edl
+run_fail 1 "libc_name.edl:1: function name 'write' is a function or variable of the C library or runtime" \
+  "$TEEMATE" edger libc_name.edl --trusted-dir gen5
+echo 'enclave { trusted { int pthread_create(void); }; };' > libc_name.edl
+run_fail 1 "function name 'pthread_create' is a function or variable" "$TEEMATE" edger libc_name.edl --trusted-dir gen5
+echo 'enclave { trusted { int aes_setkey_enc_ok(void); }; };' > libc_name.edl
+"$TEEMATE" edger libc_name.edl --trusted-dir gen5 || fail "edger refused a name no enclave library defines"
+# A FIFO named like an interface is refused, not waited on (review defect D7).
+mkfifo fifo.edl
+run_fail 1 "fifo.edl: not a regular file" timeout 10 "$TEEMATE" edger fifo.edl --trusted-dir gen6
 run_fail 2 "EDL: File does not exist" "$TEEMATE" edger missing.edl --trusted-dir gen4
 no_temporaries
 

@@ -458,6 +458,18 @@ int peek(tm_call* c) {
 }
 TM_ECALL(kEcallPeek, peek);
 
+int free_stash(tm_call*) {
+  tm_mutex_lock(&g_stash_mutex);
+  char* p = g_stash;
+  tm_mutex_unlock(&g_stash_mutex);
+  free(p);  // aborts this call when p is another live process's memory
+  tm_mutex_lock(&g_stash_mutex);
+  if (g_stash == p) g_stash = nullptr;
+  tm_mutex_unlock(&g_stash_mutex);
+  return TM_OK;
+}
+TM_ECALL(kEcallFreeStash, free_stash);
+
 using teemate::trusted::shared_map;
 using teemate::trusted::shared_string;
 shared_map<shared_string, shared_string>* g_map = nullptr;

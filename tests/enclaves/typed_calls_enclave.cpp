@@ -67,6 +67,15 @@ int tc_call_lie(uint64_t* got) {
   return host_lie(&ret, got);
 }
 
+size_t tc_count_true(const bool* flags, size_t n) {
+  size_t count = 0;
+  for (size_t i = 0; i < n; ++i) count += flags[i] ? 1 : 0;
+  return count;
+}
+
+// Returns host_flags's status: the stub refuses an answer byte other than 0 or 1.
+int tc_ask_flags(bool* flags) { return host_flags(flags); }
+
 // typed_more.edl: a second interface in the same enclave.
 int more_double_it(int x) {
   int tripled = 0;

@@ -39,12 +39,16 @@
 //                        process) behind a shared global pointer; print "stored"
 //   peek IMAGE           print "<1 if that pointer is shared memory> <length>
 //                        <the bytes it points to now, as text>"
+//   stash-hold KIND TEXT IMAGE  stash, print "stored", wait for SIGUSR1, then
+//                        peek and print as peek does
+//   free-stash IMAGE     free() the block the global points to; print "freed"
 //   map-put K V IMAGE    put K=V into the enclave's global shared_map
 //   map-get K IMAGE      print V, or "app-error CODE" for an application error
 //   shared-api IMAGE     print 1 when the tm_shared_* edge cases hold
 //   map-fill P N IMAGE   put N keys P0..P(N-1) into the shared_map; print "filled"
 // Socket from $TEEMATE_SOCKET. Exit status 0 on success.
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -469,14 +473,22 @@ int main(int argc, char** argv) {
                 static_cast<unsigned long long>(a.scalar_value(1)), static_cast<unsigned long long>(a.scalar_value(2)));
     return 0;
   }
-  if (cmd == "stash" && argc == 5) {
+  if ((cmd == "stash" || cmd == "stash-hold") && argc == 5) {
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &usr1, nullptr);
     const std::string kind = argv[2], text = argv[3];
     CallArgs a;
     a.scalar(0, kind == "shared" ? 1 : 0).in(text);
     Status st = (*e)->call(kEcallStash, a);
     if (!st.ok()) return fail(st.message());
     std::printf("stored\n");
-    return 0;
+    std::fflush(stdout);
+    if (cmd == "stash") return 0;
+    int sig = 0;
+    sigwait(&usr1, &sig);
+    cmd = "peek";  // then print what the global points to now
   }
   if (cmd == "peek") {
     std::vector<uint8_t> out(4096);
@@ -488,6 +500,13 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < a.buffer(0).out_size; ++i) text += out[i] ? static_cast<char>(out[i]) : '.';
     std::printf("%llu %llu %s\n", static_cast<unsigned long long>(a.scalar_value(0)),
                 static_cast<unsigned long long>(a.scalar_value(1)), text.c_str());
+    return 0;
+  }
+  if (cmd == "free-stash") {
+    CallArgs a;
+    Status st = (*e)->call(kEcallFreeStash, a);
+    if (!st.ok()) return fail(st.message());
+    std::printf("freed\n");
     return 0;
   }
   if (cmd == "map-put" && argc == 5) {

@@ -65,6 +65,29 @@ TEST_F(SharedMemoryTest, PerProcessMemoryIsScrubbedWhenItsProcessEnds) {
   EXPECT_EQ(seen.find(secret), std::string::npos) << seen;
 }
 
+// Review defect D4: process B freed a live block of A's arena through a
+// shared global, and A then saw the block reused. Now B's call aborts with a
+// message that says why, and A's data stays intact.
+TEST_F(SharedMemoryTest, AnotherProcessCannotFreeALiveProcesssMemory) {
+  const std::string secret = "still-mine-0123456789";
+  int out = -1;
+  pid_t a = spawn({client(), "stash-hold", "process", secret, image()}, &out);
+  ASSERT_EQ(read_line(out), "stored");
+  int rc = 0;
+  std::string b = run({client(), "free-stash", image()}, &rc, /*with_stderr=*/true);
+  EXPECT_NE(rc, 0) << b;
+  EXPECT_NE(b.find("another process's per-process memory"), std::string::npos) << b;
+  // A process that allocates now cannot be handed A's block; A reads it back.
+  EXPECT_EQ(client_says({"shared-api"}), "1");
+  kill(a, SIGUSR1);
+  const std::string seen = read_line(out);
+  int status = 0;
+  waitpid(a, &status, 0);
+  close(out);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_EQ(seen, "0 " + std::to_string(secret.size()) + " " + secret);
+}
+
 TEST_F(SharedMemoryTest, ASharedMapIsSharedBetweenProcesses) {
   ASSERT_EQ(client_says({"map-put", "alice", "1234"}), "put");
   ASSERT_EQ(client_says({"map-put", "bob", std::string(300, 'b')}), "put");  // beyond the small-string buffer

@@ -46,6 +46,8 @@ enum TestEcall : unsigned {
   kEcallMapGet = 0x163,       // bufs[0] in: key; bufs[1] out: value; app error 404 when absent
   kEcallSharedApi = 0x164,    // exercises tm_shared_* edge cases; scalars[0] out: 1 when all held
   kEcallMapFill = 0x165,      // bufs[0] in: key prefix; scalars[0] in: n; puts prefix+i = "v" for i < n
+  kEcallFreeStash = 0x166,    // free(g_stash) (outside the stash lock), then clears it: a block of
+                              // another process's arena must abort this call and stay intact
   // POSIX services.
   kEcallPosixTimeMemory = 0x170,  // scalars[0] out: bit mask of failed checks (0: all held);
                                   // [1] out: measured ns of a 20 ms nanosleep

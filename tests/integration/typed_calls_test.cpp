@@ -43,6 +43,10 @@ int host_lie(uint64_t* two) {
   return 5;
 }
 
+// The test sets what host_flags answers, byte by byte (2 is no bool).
+uint8_t g_flag_bytes[3] = {1, 0, 1};
+void host_flags(bool* three) { std::memcpy(three, g_flag_bytes, 3); }
+
 int host_triple(int x) { return 3 * x; }
 int host_plus_one_fast(int x) { return x + 1; }
 
@@ -300,6 +304,34 @@ TEST_F(TypedCallsTest, RandomRequestsNeverHurtTheEnclave) {
   expect_alive();
 }
 
+// Review defect D3: a bool is 0 or 1; any other byte read as bool is
+// undefined behaviour inside the enclave (a table indexed by it reads out of
+// bounds). Bool buffers are checked on arrival in both directions.
+TEST_F(TypedCallsTest, BoolBuffersHoldOnlyZeroOrOne) {
+  ASSERT_TRUE(typed_calls_register_ocalls(*enclave_).ok());
+  const uint8_t good_bytes[4] = {1, 0, 1, 1};
+  bool flags[4];
+  std::memcpy(flags, good_bytes, 4);
+  size_t count = 0;
+  ASSERT_TRUE(tc_count_true(*enclave_, &count, flags, 4).ok());
+  EXPECT_EQ(count, 3u);
+  const uint8_t bad_bytes[4] = {1, 0, 2, 1};
+  std::memcpy(flags, bad_bytes, 4);
+  Status st = tc_count_true(*enclave_, &count, flags, 4);
+  EXPECT_EQ(st.code(), Code::kInvalidArgument) << st.to_string();
+
+  bool got[3] = {};
+  int rc = -1;
+  ASSERT_TRUE(tc_ask_flags(*enclave_, &rc, got).ok());
+  EXPECT_EQ(rc, 0);
+  EXPECT_TRUE(got[0] && !got[1] && got[2]);
+  g_flag_bytes[1] = 0x80;  // a lying host
+  ASSERT_TRUE(tc_ask_flags(*enclave_, &rc, got).ok());
+  EXPECT_EQ(rc, abi::kErrOcallFailed) << "the enclave stub took 0x80 as a bool";
+  g_flag_bytes[1] = 0;
+  expect_alive();
+}
+
 TEST_F(TypedCallsTest, LyingOcallAnswersAreRefusedInsideTheEnclave) {
   const edl::Function& lie = fn("host_lie");
   auto with_handler = [&](OcallHandler h) {
@@ -375,6 +407,10 @@ TEST(EdlParser, ClearErrorsNameTheLineAndTheFault) {
       {"enclave { /* never closed", "unterminated /* comment"},
       {"enclave { trusted { int f(int x @); }; };", "unexpected character '@'"},
       {"enclave { trusted { int f([in, size=0] uint8_t* p); }; };", "not a positive number"},
+      // Review defect D5: literals beyond 64 bits, or beyond any call buffer.
+      {"enclave { trusted { int f([in, size=99999999999999999999999] uint8_t* p); }; };", "fits 64 bits"},
+      {"enclave { trusted { int f([in, size=0x40000001] uint8_t* p); }; };", "larger than the largest call buffer"},
+      {"enclave { trusted { int f([in, count=0x8000001] const uint64_t* p); }; };", "more bytes than the largest"},
   };
   for (const auto& [text, want] : cases) {
     auto r = edl::parse(text, "x.edl", "x");
@@ -382,6 +418,20 @@ TEST(EdlParser, ClearErrorsNameTheLineAndTheFault) {
     EXPECT_NE(r.status().message().find(want), std::string::npos) << text << " -> " << r.status().message();
     EXPECT_EQ(r.status().message().rfind("x.edl:1: ", 0), 0u) << r.status().message();
   }
+  // A name the enclave's libraries define (review defect D1: an untrusted
+  // `write` replaced musl's at link time). The list is passed in sorted.
+  static constexpr std::string_view kLinked[] = {"recv", "socket", "write"};
+  for (const char* fn : {"untrusted { int write(int fd); };", "trusted { int socket(void); };"}) {
+    const std::string text = std::string("enclave { ") + fn + " };";
+    auto r = edl::parse(text, "x.edl", "x", false, kLinked);
+    ASSERT_FALSE(r.ok()) << text;
+    EXPECT_NE(r.status().message().find("of the C library or runtime every enclave links"), std::string::npos)
+        << r.status().message();
+    EXPECT_EQ(r.status().message().rfind("x.edl:1: ", 0), 0u) << r.status().message();
+  }
+  EXPECT_TRUE(edl::parse("enclave { untrusted { int write_log(int fd); }; };", "x.edl", "x", false, kLinked).ok());
+  static constexpr std::string_view kUnsorted[] = {"write", "recv"};
+  EXPECT_FALSE(edl::parse("enclave { trusted { int f(void); }; };", "x.edl", "x", false, kUnsorted).ok());
   auto multi = edl::parse("enclave {\n trusted {\n\n  int f(int* p);\n };\n};", "m.edl", "m");
   ASSERT_FALSE(multi.ok());
   EXPECT_EQ(multi.status().message().rfind("m.edl:4: ", 0), 0u) << multi.status().message();

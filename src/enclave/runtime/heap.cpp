@@ -33,6 +33,9 @@ struct Block {
   Block* prev;
 };
 constexpr size_t kHeader = 16;       // size_and_flags + tag
+// The largest alignment served (1 MiB: huge-page-style requests still fit a
+// heap of a few MiB); beyond it malloc's aligned forms return NULL/EINVAL.
+constexpr size_t kMaxAlign = size_t{1} << 20;
 constexpr size_t kFooter = 16;       // size copy (padded for alignment)
 constexpr size_t kMinBlock = 64;
 
@@ -140,7 +143,7 @@ bool heap_owns(const Heap& h, const void* p) {
 }
 
 void* heap_alloc(Heap& h, size_t size, size_t align) {
-  if (align == 0 || (align & (align - 1)) || align > 4096 || size > h.total) return nullptr;
+  if (align == 0 || (align & (align - 1)) || align > kMaxAlign || size > h.total) return nullptr;
   if (align < kAlign) align = kAlign;
   size_t need = (size + kHeader + kFooter + kAlign - 1) & ~(kAlign - 1);
   if (need < kMinBlock) need = kMinBlock;
@@ -181,7 +184,7 @@ void* heap_alloc(Heap& h, size_t size, size_t align) {
 }
 
 void* heap_alloc_high(Heap& h, size_t size, size_t align) {
-  if (align == 0 || (align & (align - 1)) || align > 4096 || size > h.total) return nullptr;
+  if (align == 0 || (align & (align - 1)) || align > kMaxAlign || size > h.total) return nullptr;
   if (align < kAlign) align = kAlign;
   size_t need = (size + kHeader + kFooter + kAlign - 1) & ~(kAlign - 1);
   if (need < kMinBlock) need = kMinBlock;

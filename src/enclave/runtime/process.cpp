@@ -154,14 +154,17 @@ void free_anywhere(void* p) {
     heap_free(td->context->arena, p);
     return;
   }
-  // Memory another process allocated: find its arena under the table lock,
-  // so that the arena cannot be ended and freed while we free into it.
+  // Per-process memory of another process is never freed from here (review
+  // defect D4: process B freed a live block of A's, which A then saw
+  // reused): it is a bug of the program, refused like a double free, and the
+  // block goes back when its own process ends. The lookup holds the table
+  // lock so that the arena cannot be ended meanwhile.
   tm_spin_lock(&g_table_lock);
   for (ProcessContext& c : g_contexts) {
     if (c.state != kFree && c.arena_mem && heap_owns(c.arena, p)) {
-      heap_free(c.arena, p);
       tm_spin_unlock(&g_table_lock);
-      return;
+      tm_abort("free(): the block is another process's per-process memory; only the process that allocated it "
+               "frees it (keep data that processes share in tm_shared_malloc memory)");
     }
   }
   tm_spin_unlock(&g_table_lock);

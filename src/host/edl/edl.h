@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -77,14 +78,17 @@ uint32_t interface_block(const std::string& name);
 // Parses an interface; errors name "file:line: " and what is wrong.
 // `runtime`: the runtime's own interfaces (names tm_*), whose functions may
 // use the tm_ prefix and whose ids are the reserved block 0.
+// `linked_symbols` (sorted): names the libraries every enclave links define;
+// a function with one of these names is refused, since the generated
+// definition would replace the library's at link time.
 Result<Interface> parse(std::string_view text, const std::string& file, const std::string& name,
-                        bool runtime = false);
+                        bool runtime = false, std::span<const std::string_view> linked_symbols = {});
 
 // Reads `edl_path`, generates and writes NAME_t.h/.cpp into `trusted_dir`
 // and NAME_u.h/.cpp into `untrusted_dir` (either may be empty: skipped).
 // NAME is the file's stem and must be a C identifier.
 Status generate_files(const std::string& edl_path, const std::string& trusted_dir, const std::string& untrusted_dir,
-                      bool runtime = false);
+                      bool runtime = false, std::span<const std::string_view> linked_symbols = {});
 
 // Generated sources, by file name (NAME_t.h, NAME_t.cpp, NAME_u.h, NAME_u.cpp).
 struct Generated {

@@ -109,7 +109,10 @@ std::string callee(const Function& f, const std::string& fn_name, const std::str
     if (copies_in(p)) {
       s += "  const uint8_t* tm_src_" + p.name + " = nullptr;\n";
       s += "  if (tm_present_" + p.name + " && !tm_in.bytes(static_cast<size_t>(tm_bytes_" + p.name + "), &tm_src_" + p.name +
-           ")) return tm_k_ERR_INVALID;\n";
+           ")) return tm_k_ERR_INVALID;\n";      if (p.type.spelling == "bool") {  // only 0 and 1 are bools: anything else is undefined behaviour
+        s += "  if (tm_present_" + p.name + " && !::teemate::wire::bools_valid(tm_src_" + p.name + ", static_cast<size_t>(tm_bytes_" +
+             p.name + "))) return tm_k_ERR_INVALID;\n";
+      }
     }
     if (copies_out(p)) {
       s += "  if (tm_present_" + p.name + " && !::teemate::wire::checked_add(tm_resp_len, ::teemate::wire::padded(static_cast<size_t>(tm_bytes_" +
@@ -232,6 +235,9 @@ std::string response_code(const Function& f, bool host, const std::string& fail)
     s += "  if (" + p.name + ") {\n";
     s += "    const uint8_t* tm_d = nullptr;\n";
     s += "    if (!tm_r.bytes(static_cast<size_t>(tm_bytes_" + p.name + "), &tm_d)) " + fail + "\n";
+    if (p.type.spelling == "bool") {
+      s += "    if (!::teemate::wire::bools_valid(tm_d, static_cast<size_t>(tm_bytes_" + p.name + "))) " + fail + "\n";
+    }
     s += "    ::memcpy(" + p.name + ", tm_d, static_cast<size_t>(tm_bytes_" + p.name + "));\n";
     s += "  }\n";
   }

@@ -30,7 +30,7 @@ Status write_text(const std::string& dir, const std::string& name, const std::st
 }  // namespace
 
 Status generate_files(const std::string& edl_path, const std::string& trusted_dir, const std::string& untrusted_dir,
-                      bool runtime) {
+                      bool runtime, std::span<const std::string_view> linked_symbols) {
   if (trusted_dir.empty() && untrusted_dir.empty()) {
     return invalid_argument("nothing to generate: give --trusted-dir, --untrusted-dir or both");
   }
@@ -42,7 +42,7 @@ Status generate_files(const std::string& edl_path, const std::string& trusted_di
   TM_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, image::read_file(edl_path, 1 << 20));
   TM_ASSIGN_OR_RETURN(Interface iface,
                       parse(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), edl_path, name,
-                            runtime));
+                            runtime, linked_symbols));
   const Generated g = generate(iface);
   if (!trusted_dir.empty()) {
     TM_RETURN_IF_ERROR(write_text(trusted_dir, name + "_t.h", g.trusted_header));

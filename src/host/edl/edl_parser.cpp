@@ -12,10 +12,13 @@
 // Every error names file:line and the function or parameter at fault. Only
 // scalar types and pointers to them are accepted; anything else is refused
 // with a message saying what to write instead. Never generates code.
+#include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cstdio>
 #include <map>
 #include <set>
+#include <span>
 
 #include "host/edl/edl.h"
 
@@ -108,6 +111,10 @@ const std::map<std::string, ScalarType>& scalar_types() {
   return types;
 }
 
+// The largest max_call_buffer an enclave can have: a constant size= or
+// count= beyond it could never be carried.
+constexpr uint64_t kMaxConstantBytes = uint64_t{1} << 30;
+
 // Names no function or parameter may take: C and C++ keywords, names the
 // generated code itself uses or calls, and the runtime's prefixes.
 bool is_reserved(const std::string& n) {
@@ -133,8 +140,8 @@ bool is_reserved(const std::string& n) {
 
 class Parser {
  public:
-  Parser(std::vector<Token> toks, std::string file, bool runtime)
-      : t_(std::move(toks)), file_(std::move(file)), runtime_(runtime) {}
+  Parser(std::vector<Token> toks, std::string file, bool runtime, std::span<const std::string_view> linked)
+      : t_(std::move(toks)), file_(std::move(file)), runtime_(runtime), linked_(linked) {}
 
   Result<Interface> parse(const std::string& name) {
     Interface iface;
@@ -253,6 +260,11 @@ class Parser {
       return err(name, "function name '" + f.name +
                            "' is reserved (a C/C++ keyword, a name the generated code uses, or a tm_/teemate_/__ prefix)");
     }
+    if (std::binary_search(linked_.begin(), linked_.end(), std::string_view(f.name))) {
+      return err(name, "function name '" + f.name +
+                           "' is a function or variable of the C library or runtime every enclave links: the "
+                           "generated definition would silently replace it at link time; choose another name");
+    }
     TM_RETURN_IF_ERROR(expect("("));
     if (is_ident("void") && t_[pos_ + 1].kind == Token::kPunct && t_[pos_ + 1].text == ")") next();
     while (!is(")")) {
@@ -306,8 +318,11 @@ class Parser {
           const Token& v = peek();
           if (v.kind == Token::kNumber) {
             char* end = nullptr;
+            errno = 0;
             p.size_const = std::strtoull(v.text.c_str(), &end, 0);
-            if (!end || *end || p.size_const == 0) return err(v, fn + ": " + a.text + "=" + v.text + " is not a positive number");
+            if (!end || *end || p.size_const == 0 || errno == ERANGE) {
+              return err(v, fn + ": " + a.text + "=" + v.text + " is not a positive number that fits 64 bits");
+            }
           } else if (v.kind == Token::kIdent) {
             p.size_param = v.text;
           } else {
@@ -367,6 +382,16 @@ class Parser {
     if (p.dir != Direction::kIn && p.is_const) return err(start, what + " is const but [out]: the callee could not write it");
     if (is_void && !p.has_size) return err(start, what + ": a void pointer needs size= (bytes)");
     if (is_void && p.size_is_count) return err(start, what + ": count= of a void pointer; use size= (bytes)");
+    if (p.has_size && p.size_param.empty()) {
+      // A constant size is known now: one that no call buffer can hold would
+      // make every call fail at run time (review defect D5).
+      const uint64_t elem = p.size_is_count && !is_void ? p.type.size : 1;
+      if (p.size_const > kMaxConstantBytes / elem) {
+        return err(start, what + ": " + (p.size_is_count ? "count=" : "size=") + std::to_string(p.size_const) + " is " +
+                              (p.size_is_count ? "more bytes than" : "larger than") +
+                              " the largest call buffer an enclave can have (1 GiB)");
+      }
+    }
     return p;
   }
 
@@ -414,6 +439,7 @@ class Parser {
   std::vector<Token> t_;
   std::string file_;
   bool runtime_ = false;
+  std::span<const std::string_view> linked_;  // sorted
   size_t pos_ = 0;
 };
 
@@ -450,12 +476,16 @@ std::string canonical_signature(const Function& f) {
   return s + ")";
 }
 
-Result<Interface> parse(std::string_view text, const std::string& file, const std::string& name, bool runtime) {
+Result<Interface> parse(std::string_view text, const std::string& file, const std::string& name, bool runtime,
+                        std::span<const std::string_view> linked_symbols) {
+  if (!std::is_sorted(linked_symbols.begin(), linked_symbols.end())) {
+    return invalid_argument("edl::parse: the linked-symbol list must be sorted");
+  }
   if ((name.rfind("tm_", 0) == 0) != runtime) {
     return invalid_argument(file + ": interface names starting with tm_ are the runtime's, and only they");
   }
   TM_ASSIGN_OR_RETURN(std::vector<Token> toks, tokenize(text, file));
-  Parser parser(std::move(toks), file, runtime);
+  Parser parser(std::move(toks), file, runtime, linked_symbols);
   return parser.parse(name);
 }
 

@@ -57,7 +57,9 @@ std::string dir_of(const std::string& path) {
 }  // namespace
 
 Result<std::vector<uint8_t>> read_file(const std::string& path, uint64_t max_size) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  // O_NONBLOCK: opening a FIFO must not wait for a writer; the S_ISREG check
+  // below then refuses it (no effect on regular files).
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   if (fd.get() < 0) {
     const int err = errno;
     Status st = io_error("cannot open " + path, err);
