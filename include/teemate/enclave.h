@@ -115,7 +115,20 @@ struct EnclaveInfo {
   uint32_t tcs_count = 0;
 };
 
-class TEEMATE_EXPORT Enclave {
+// Something ECALLs can be made through: an Enclave handle, or another
+// transport (teemated's control channel to its own enclaves). The typed-call
+// proxies `teemate edger` generates take one.
+class TEEMATE_EXPORT CallTarget {
+ public:
+  virtual ~CallTarget() = default;
+  // ECALL `id` (application ids start at 0x100).
+  virtual Status call(uint32_t id, CallArgs& args) = 0;
+  // The same ECALL through a switchless worker where the target has them;
+  // a crossing otherwise.
+  virtual Status call_switchless(uint32_t id, CallArgs& args) { return call(id, args); }
+};
+
+class TEEMATE_EXPORT Enclave : public CallTarget {
  public:
   // Loads, measures, EINITs and returns a ready enclave. Errors name the
   // image file and what is wrong with it.
@@ -125,16 +138,16 @@ class TEEMATE_EXPORT Enclave {
   // handle then makes ECALLs exactly like a dedicated one. Dropping the
   // handle gives the slots back.
   static Result<std::unique_ptr<Enclave>> attach(const AttachOptions& options);
-  virtual ~Enclave() = default;
+  ~Enclave() override = default;
 
   // ECALL `id` (application ids start at 0x100).
-  virtual Status call(uint32_t id, CallArgs& args) = 0;
+  Status call(uint32_t id, CallArgs& args) override = 0;
   // The same ECALL served by an enclave worker thread that polls for
   // requests inside the enclave, so that this thread does not cross; made
   // as call() makes it when no worker takes it within the retry budget or
   // the handle has no ECALL workers. The handler runs on the worker's
   // enclave thread (its thread_local values are the worker's).
-  virtual Status call_switchless(uint32_t id, CallArgs& args) = 0;
+  Status call_switchless(uint32_t id, CallArgs& args) override = 0;
   virtual SwitchlessStats switchless_stats() const = 0;
   // Runs the program's main(argc, argv); argv[0] is the image name.
   virtual Result<int> run_main(const std::vector<std::string>& argv) = 0;

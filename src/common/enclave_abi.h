@@ -202,36 +202,8 @@ inline constexpr uint32_t kFirstUserCall = 0x100;
 enum RuntimeEcall : uint32_t {
   kEcallRunMain = 1,   // bufs[0] in: argv as NUL-separated strings; scalars[0] out: exit code
   kEcallPing = 2,      // no arguments; proves the runtime is alive
-  // ---- Control ECALLs: the daemon's, authenticated by the control token ----
-  // They take no buffers, never make OCALLs and never flush stdio; a runtime
-  // lock that stays taken for ~100 ms (held by a thread of a process that
-  // died and is not recovered yet) fails them with kErrBusy, changing
-  // nothing that a retry would not redo.
-  //
-  // Forgets what a dead process left on this TCS at CSSA 0 (a pending OCALL
-  // and its ECALL chain); keeps the TCS's binding, so that kEcallProcessEnd
-  // can still find the dead thread's locks. Takes no lock.
-  kEcallResetThread = 3,
-  // scalars[0] in: host pid (informational); [1] in: arena bytes.
-  // [0] out: the context handle, (generation << 32) | slot (never reused).
-  kEcallProcessStart = 4,
-  // On the TCS being leased: scalars[0] in: context handle (0 unbinds;
-  // refused with kErrBusy while a call of the process is in progress on the
-  // TCS, an OCALL say); [1], [2] in: the lease token later ECALLs on this TCS
-  // must present. Binding needs an unbound TCS.
-  kEcallBindTcs = 5,
-  // scalars[0] in: context handle. Refused (kErrBusy) while a thread bound
-  // to it is inside an ECALL; releases every runtime lock its threads held
-  // (rolling back a heap update they were in) and the tm_mutexes it held,
-  // unbinds its TCS, zeroes its arena and frees it. [1] out: main()'s exit
-  // status (-1: none); [2] out: arena bytes never freed; [3] out (debug
-  // enclaves, else 0): writable globals that still point into the arena,
-  // (count << 40) | enclave offset of the first (count capped at 2^24-1).
-  kEcallProcessEnd = 6,
-  // auth = the 32-byte control token; once per enclave, by the daemon that
-  // built it, before any process attaches. From then on the enclave is
-  // shared: every ECALL needs a bound TCS and its lease token.
-  kEcallClaimControl = 7,
+  // Ids 3-7 were the daemon's control ECALLs as hand-built frames; they are
+  // typed calls now (ControlEcall below) and these ids are no longer served.
   // ---- Runtime ECALLs of the application's process (lease token) ----
   // A thread pthread_create asked for (the tm_thread_spawn OCALL):
   // scalars[0] in: the handle the enclave gave the host. Runs the thread's
@@ -246,8 +218,27 @@ enum RuntimeEcall : uint32_t {
   // it has found no request for scalars[0] polls, then returns.
   kEcallSwitchlessWorker = 10,
 };
-inline constexpr uint32_t kLastControlEcall = kEcallClaimControl;
-inline constexpr bool is_control_ecall(uint32_t id) { return id >= kEcallResetThread && id <= kLastControlEcall; }
+// The daemon's control ECALLs: typed calls of src/common/tm_control.edl
+// (runtime interface part 1: ids from 0x10100 in declaration order; a unit
+// test checks these against the interface file). Every one carries the
+// 32-byte control token in CallFrame::auth (kControlClaim installs it),
+// takes exactly the two typed-call buffers of at most kControlMaxBytes each
+// (copied to the enclave's stack, never its heap), makes no OCALL but the
+// console and clock diagnostics, never flushes stdio, and fails with
+// kErrBusy when a runtime lock stays taken for ~100 ms (held by a thread of
+// a process that died and is not recovered yet), changing nothing that a
+// retry would not redo. The ECALLs of the functions' comments in the .edl.
+enum ControlEcall : uint32_t {
+  kControlClaim = 0x10100,
+  kControlResetThread = 0x10101,
+  kControlProcessStart = 0x10102,
+  kControlBindTcs = 0x10103,
+  kControlProcessEnd = 0x10104,
+};
+inline constexpr uint32_t kFirstControlEcall = kControlClaim;
+inline constexpr uint32_t kLastControlEcall = kControlProcessEnd;
+inline constexpr uint64_t kControlMaxBytes = 256;
+inline constexpr bool is_control_ecall(uint32_t id) { return id >= kFirstControlEcall && id <= kLastControlEcall; }
 // The runtime's own OCALLs are typed calls of src/common/tm_posix.edl
 // (interface block 0, ids from 0x10000 in declaration order). These three
 // have fixed ids because teemated serves the first two itself (the enclave

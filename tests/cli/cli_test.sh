@@ -186,7 +186,7 @@ EDL
 for f in gen/t/kv_t.h gen/t/kv_t.cpp gen/u/kv_u.h gen/u/kv_u.cpp; do [[ -s $f ]] || fail "edger did not write $f"; done
 grep -q "int kv_get(const char\* key, uint8_t\* buf, size_t cap);" gen/t/kv_t.h || fail "kv_t.h lacks the ECALL declaration"
 grep -q "int host_log(const char\* msg);" gen/t/kv_t.h || fail "kv_t.h lacks the OCALL stub"
-grep -qF "::teemate::Status kv_get(::teemate::Enclave& tm_enclave, int* tm_ret" gen/u/kv_u.h || fail "kv_u.h lacks the proxy"
+grep -qF "::teemate::Status kv_get(::teemate::CallTarget& tm_enclave, int* tm_ret" gen/u/kv_u.h || fail "kv_u.h lacks the proxy"
 run_fail 1 "kv-2.edl: the file name .* must be a C identifier" bash -c "cp kv.edl kv-2.edl && '$TEEMATE' edger kv-2.edl --trusted-dir gen2"
 echo 'enclave { trusted { int f(int* p); }; };' > bad.edl
 run_fail 1 "teemate edger: bad.edl:1: f: parameter 'p' is a pointer" "$TEEMATE" edger bad.edl --trusted-dir gen3

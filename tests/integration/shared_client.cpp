@@ -161,7 +161,7 @@ int foreign(const std::string& image) {
     }
     // The daemon's control ECALLs, with no token and with our lease token,
     // naming every context handle a co-tenant could guess.
-    for (uint32_t id = abi::kEcallResetThread; id <= abi::kLastControlEcall; ++id) {
+    for (uint32_t id = abi::kFirstControlEcall; id <= abi::kLastControlEcall; ++id) {
       for (const uint64_t* auth : {static_cast<const uint64_t*>(nullptr), token}) {
         for (uint64_t handle : {uint64_t{0}, (uint64_t{1} << 32) | 1, (uint64_t{1} << 32) | 2, (uint64_t{2} << 32) | 1}) {
           const uint64_t scalars[4] = {handle, 1, 1, 0};

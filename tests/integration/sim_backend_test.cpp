@@ -362,7 +362,7 @@ uint64_t recover(host::BackendEnclave& e, uint32_t index) {
     e.enter(&ctx);
     return ctx.out_rdi;
   }
-  return raw_ecall(e, ctx.tcs, abi::kEcallResetThread);
+  return raw_ecall(e, ctx.tcs, abi::kControlResetThread);
 }
 
 TEST_F(SimBackendTest, ProcessKilledInsideAnEcallIsRecovered) {

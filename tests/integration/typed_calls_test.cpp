@@ -489,6 +489,37 @@ TEST(EdlParser, TheRuntimesFixedOcallIdsMatchTmPosixEdl) {
   EXPECT_EQ(ids["tm_sleep_ns"], abi::kOcallSleepNs);
 }
 
+// The daemon's control ECALLs are typed calls with ids the enclave routes
+// by (abi::is_control_ecall): the interface file must agree with them.
+TEST(EdlParser, TheControlEcallIdsMatchTmControlEdl) {
+  std::ifstream in(source_dir() + "/src/common/tm_control.edl");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto parsed = edl::parse(ss.str(), "tm_control.edl", "tm_control", /*runtime=*/true);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().to_string();
+  std::map<std::string, uint32_t> ids;
+  for (const edl::Function& f : parsed->ecalls) ids[f.name] = f.id;
+  EXPECT_EQ(ids.size(), abi::kLastControlEcall - abi::kFirstControlEcall + 1);
+  EXPECT_EQ(ids["tm_control_claim"], abi::kControlClaim);
+  EXPECT_EQ(ids["tm_control_reset_thread"], abi::kControlResetThread);
+  EXPECT_EQ(ids["tm_control_process_start"], abi::kControlProcessStart);
+  EXPECT_EQ(ids["tm_control_bind_tcs"], abi::kControlBindTcs);
+  EXPECT_EQ(ids["tm_control_process_end"], abi::kControlProcessEnd);
+  EXPECT_TRUE(parsed->ocalls.empty()) << "control ECALLs make no OCALL of their own";
+  // Every request and answer fits the enclave's stack copy.
+  for (const edl::Function& f : parsed->ecalls) {
+    size_t req = 0, resp = 8;
+    for (const edl::Param& p : f.params) {
+      req += 8;
+      if (p.pointer) resp += 8;
+    }
+    EXPECT_LE(req, abi::kControlMaxBytes) << f.name;
+    EXPECT_LE(resp, abi::kControlMaxBytes) << f.name;
+  }
+  // A tm_ name the runtime does not know has no ids.
+  EXPECT_FALSE(edl::parse("enclave { trusted { int tm_x(void); }; };", "tm_other.edl", "tm_other", true).ok());
+}
+
 TEST(EdlParser, SignaturesHashDifferentlyWhenTheyDiffer) {
   auto a = edl::parse("enclave { trusted { int f([in, size=n] const uint8_t* p, size_t n); }; };", "a.edl", "a");
   auto b = edl::parse("enclave { trusted { int f([in, count=n] const uint8_t* p, size_t n); }; };", "b.edl", "b");

@@ -142,9 +142,9 @@ int64_t teemate_exception_entry(uint64_t cssa, uint64_t reason, uint64_t frame_a
 // Forgets everything a dead thread left on this TCS: its ECALL chain, a
 // pending OCALL, a running main(). Takes no lock and frees nothing (the
 // chain's buffer copies live in the dead process's arena, which
-// kEcallProcessEnd frees whole), so it can run while a lock the dead thread
+// tm_control_process_end frees whole), so it can run while a lock the dead thread
 // held is still taken. Keeps the TCS's binding and the dead thread's list of
-// locks: kEcallProcessEnd needs both to release them.
+// locks: tm_control_process_end needs both to release them.
 void teemate_reset_thread(void) {
   ThreadData* td = current_td();
   td->current_ecall = nullptr;

@@ -2,7 +2,7 @@
  * holds the holder's thread-data address, written by the compare-and-swap
  * that takes it (no window between taking a lock and recording its owner),
  * and each thread lists the locks it holds or is about to take in its
- * thread data before it tries. When a process ends, kEcallProcessEnd calls
+ * thread data before it tries. When a process ends, tm_control_process_end calls
  * release_dead_locks for each of its threads: every listed lock whose word
  * still names that thread is released (a heap's update is rolled back
  * first). In a control ECALL a lock that stays taken fails the call with

@@ -76,10 +76,11 @@ struct ThreadData {
   /* A control ECALL runs: a lock that stays taken makes it bail out with
    * kErrBusy through control_jmp (a jmp_buf*) instead of spinning for ever.
    * control_base: nheld_locks when it began (entries below are a dead
-   * thread's, left for kEcallProcessEnd). */
+   * thread's, left for tm_control_process_end). */
   uint32_t control_call;
   uint32_t control_base;
   void* control_jmp;
+  const uint64_t* control_auth;  /* the running control ECALL's auth words (tm_control_claim reads them) */
   /* pthreads (threads.cpp): the record of the thread pthread_create started
    * on this TCS (null for an ECALL's own thread), and the values of the
    * thread-specific data keys, cleared when an outermost ECALL begins. */

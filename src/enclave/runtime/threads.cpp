@@ -14,7 +14,7 @@
  * lasts at most kWaitSlice per OCALL: a wake from a thread of another
  * attached process (another host process) is seen within that slice.
  * Records live in shared enclave memory and are dropped when their process
- * ends (forget_threads_of, from kEcallProcessEnd), so no handle ever points
+ * ends (forget_threads_of, from tm_control_process_end), so no handle ever points
  * into a reclaimed arena.
  * Never contains a system call instruction; its headers are musl's. */
 #include <errno.h>

@@ -1,5 +1,7 @@
-// The daemon's control ECALLs (see enclave_control.h and the RuntimeEcall
-// comments in common/enclave_abi.h).
+// The daemon's control ECALLs (see enclave_control.h, common/tm_control.edl
+// and the ControlEcall comments in common/enclave_abi.h): the generated
+// proxies of tm_control_u.h over a Channel, the transport that carries the
+// control token and serves the runtime's diagnostic OCALLs.
 #include "host/daemon/enclave_control.h"
 
 #include <errno.h>
@@ -17,6 +19,7 @@
 #include "common/enclave_abi.h"
 #include "host/runtime/image_loader.h"
 #include "host/runtime/ocall_frame.h"
+#include "tm_control_u.h"
 #include "tm_posix_u.h"
 
 namespace teemate::daemon {
@@ -24,16 +27,13 @@ namespace {
 
 int no_aex(host::EnterContext*) { return 1; }
 
-const char* control_ecall_name(uint32_t id) {
-  switch (id) {
-    case abi::kEcallResetThread: return "reset thread";
-    case abi::kEcallProcessStart: return "process start";
-    case abi::kEcallBindTcs: return "bind TCS";
-    case abi::kEcallProcessEnd: return "process end";
-    case abi::kEcallClaimControl: return "claim control";
-    case abi::kEcallPing: return "ping";
-    default: return "unknown";
-  }
+// A control ECALL's failure code as a Status: kBusy to retry, kResource
+// for memory, otherwise internal (the daemon asked something wrong).
+Status status_of(int32_t code, const std::string& where) {
+  const Code c = code == abi::kErrBusy                                    ? Code::kBusy
+                 : code == abi::kErrNoMemory || code == abi::kErrTooLarge ? Code::kResource
+                                                                           : Code::kInternal;
+  return Status(c, where + ": " + call_status_description(code) + " (" + call_status_name(code) + ")");
 }
 
 Status fill_random(void* out, size_t size) {
@@ -76,6 +76,21 @@ void serve_own_ocall(uint32_t log_id, abi::CallFrame* f) {
 
 }  // namespace
 
+// One control ECALL on one TCS: a typed call's frame plus the control
+// token, entered on the TCS, with the runtime's diagnostic OCALLs served
+// (console and clock: the enclave may log during a control ECALL).
+class ControlledEnclave::Channel final : public CallTarget {
+ public:
+  Channel(ControlledEnclave& e, uint32_t tcs) : e_(e), tcs_(tcs) {}
+  Status call(uint32_t id, CallArgs& args) override;
+  int32_t status = abi::kOk;  // the frame's (kErrBusy: a lock stayed taken)
+  uint64_t fault = 0;         // EENTER faulted (the TCS was busy), its vector
+
+ private:
+  ControlledEnclave& e_;
+  uint32_t tcs_;
+};
+
 Status random_token(Token128* out) { return fill_random(out->data(), sizeof(*out)); }
 Status random_token(Token256* out) { return fill_random(out->data(), sizeof(*out)); }
 
@@ -100,7 +115,9 @@ Result<std::unique_ptr<ControlledEnclave>> ControlledEnclave::build(host::Backen
   // Claim the enclave before any client can map it: from now on it runs
   // only ECALLs on TCS this daemon bound, with their lease tokens.
   TM_RETURN_IF_ERROR(random_token(&e->control_token_));
-  TM_RETURN_IF_ERROR(e->control(0, abi::kEcallClaimControl, {}).status().with_context("claiming the new enclave"));
+  TM_RETURN_IF_ERROR(e->control(0, "claiming the new enclave", false, [](Channel& ch, int* ret) {
+    return tm_control_claim(ch, ret);
+  }));
   return e;
 }
 
@@ -116,79 +133,106 @@ Result<std::unique_ptr<ControlledEnclave>> ControlledEnclave::adopt(host::Backen
   return e;
 }
 
-Result<std::array<uint64_t, 4>> ControlledEnclave::control(uint32_t i, uint32_t id, std::array<uint64_t, 4> in) {
-  constexpr int kAttempts = 200;  // ~2 s of 10 ms pauses, plus the enclave's own bounded spins
-  for (int attempt = 1;; ++attempt) {
-    int32_t status = 0;
-    uint64_t fault = 0;
-    auto r = control_once(i, id, in, &status, &fault);
-    const bool retry = !r.ok() && (status == abi::kErrBusy || fault != 0) && attempt < kAttempts;
-    if (!retry) return r;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-}
-
-Result<std::array<uint64_t, 4>> ControlledEnclave::control_once(uint32_t i, uint32_t id, std::array<uint64_t, 4> in) {
-  int32_t status = 0;
-  uint64_t fault = 0;
-  return control_once(i, id, in, &status, &fault);
-}
-
-Result<std::array<uint64_t, 4>> ControlledEnclave::control_once(uint32_t i, uint32_t id,
-                                                                const std::array<uint64_t, 4>& in, int32_t* status_out,
-                                                                uint64_t* fault_out) {
+Status ControlledEnclave::Channel::call(uint32_t id, CallArgs& args) {
+  if (args.buffer_count() > abi::kMaxCallBuffers) return invalid_argument("too many buffers for a control ECALL");
   std::vector<uint8_t> scratch(abi::kOcallScratchSize);
   abi::CallFrame frame{};
   frame.abi_version = abi::kAbiVersion;
   frame.call_id = id;
-  for (size_t k = 0; k < 4; ++k) frame.scalars[k] = in[k];
-  for (size_t k = 0; k < 4; ++k) frame.auth[k] = control_token_[k];
+  frame.nbufs = static_cast<uint32_t>(args.buffer_count());
+  for (size_t k = 0; k < 4; ++k) frame.scalars[k] = args.scalar_value(k);
+  for (size_t k = 0; k < args.buffer_count(); ++k) {
+    const auto& b = args.buffer(k);
+    frame.bufs[k] = abi::CallBuffer{reinterpret_cast<uint64_t>(b.data), b.size, 0, static_cast<uint32_t>(b.dir), 0};
+  }
+  for (size_t k = 0; k < 4; ++k) frame.auth[k] = e_.control_token_[k];
   frame.ocall_scratch = reinterpret_cast<uint64_t>(scratch.data());
   frame.ocall_scratch_size = scratch.size();
   host::EnterContext ctx{};
-  ctx.tcs = enclave_->tcs_address(i);
+  ctx.tcs = e_.enclave_->tcs_address(tcs_);
   ctx.on_aex = no_aex;
   ctx.rdi = abi::kEntryEcall;
   ctx.rsi = reinterpret_cast<uint64_t>(&frame);
   for (int ocalls = 0;; ++ocalls) {
-    enclave_->enter(&ctx);
+    e_.enclave_->enter(&ctx);
     if (ctx.out_rdi != abi::kExitOcall || ctx.out_rsi != frame.ocall_scratch || ocalls > 64) break;
-    serve_own_ocall(log_id_, reinterpret_cast<abi::CallFrame*>(scratch.data()));
+    serve_own_ocall(e_.log_id_, reinterpret_cast<abi::CallFrame*>(scratch.data()));
     ctx.rdi = abi::kEntryOcallReturn;
     ctx.rsi = 0;
   }
-  const std::string what = "runtime ECALL " + std::to_string(id) + " (" + control_ecall_name(id) + ") on TCS " +
-                           std::to_string(i);
+  const std::string where = "on TCS " + std::to_string(tcs_);
   if (ctx.out_rdi == host::kExitEncluFault) {
-    *fault_out = ctx.fault_vector;
-    return internal_error(what + ": EENTER faulted (vector " + std::to_string(ctx.fault_vector) +
+    fault = ctx.fault_vector;
+    return internal_error(where + ": EENTER faulted (vector " + std::to_string(ctx.fault_vector) +
                           "; the TCS is busy or has no free SSA frame)");
   }
   if (ctx.out_rdi != abi::kExitReturn) {
-    return internal_error(what + " ended with exit reason " + std::to_string(ctx.out_rdi));
+    return internal_error(where + ": ended with exit reason " + std::to_string(ctx.out_rdi));
   }
-  const int32_t status = static_cast<int32_t>(ctx.out_rsi);
-  *status_out = status;
-  if (status != abi::kOk) {
-    const Code code = status == abi::kErrBusy       ? Code::kBusy
-                      : status == abi::kErrNoMemory || status == abi::kErrTooLarge ? Code::kResource
-                                                                                     : Code::kInternal;
-    return Status(code, what + " failed: " + call_status_description(status) + " (" + call_status_name(status) + ")");
+  // The status the enclave exited with, never one read back from host memory.
+  status = static_cast<int32_t>(ctx.out_rsi);
+  if (status != abi::kOk) return status_of(status, where);
+  for (size_t k = 0; k < args.buffer_count(); ++k) {
+    auto& b = args.buffer(k);
+    b.out_size = frame.bufs[k].out_size <= b.size ? frame.bufs[k].out_size : 0;
   }
-  std::array<uint64_t, 4> out{};
-  for (size_t k = 0; k < 4; ++k) out[k] = frame.scalars[k];
-  return out;
+  return {};
+}
+
+template <class Call>
+Status ControlledEnclave::control(uint32_t i, const char* what, bool once, Call&& call) {
+  constexpr int kAttempts = 200;  // ~2 s of 10 ms pauses, plus the enclave's own bounded spins
+  for (int attempt = 1;; ++attempt) {
+    Channel ch(*this, i);
+    int ret = abi::kOk;
+    Status st = call(ch, &ret);
+    if (st.ok() && ret != abi::kOk) {  // the function's own answer
+      ch.status = ret;
+      st = status_of(ret, "on TCS " + std::to_string(i));
+    }
+    const bool retry = !once && !st.ok() && (ch.status == abi::kErrBusy || ch.fault != 0) && attempt < kAttempts;
+    if (!retry) return st.ok() ? st : st.with_context(what);
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+Result<uint64_t> ControlledEnclave::process_start(uint32_t i, uint64_t pid, uint64_t arena_bytes) {
+  uint64_t context = 0;
+  TM_RETURN_IF_ERROR(control(i, "starting a process context", false, [&](Channel& ch, int* ret) {
+    return tm_control_process_start(ch, ret, pid, arena_bytes, &context);
+  }));
+  return context;
+}
+
+Status ControlledEnclave::bind_tcs(uint32_t i, uint64_t context, const Token128& lease) {
+  return control(i, context ? "binding a TCS" : "unbinding a TCS", false, [&](Channel& ch, int* ret) {
+    return tm_control_bind_tcs(ch, ret, context, lease[0], lease[1]);
+  });
+}
+
+Status ControlledEnclave::unbind_tcs_once(uint32_t i) {
+  return control(i, "unbinding a TCS", true, [&](Channel& ch, int* ret) { return tm_control_bind_tcs(ch, ret, 0, 0, 0); });
+}
+
+Result<ControlledEnclave::ProcessEnd> ControlledEnclave::process_end(uint32_t i, uint64_t context) {
+  ProcessEnd end;
+  TM_RETURN_IF_ERROR(control(i, "ending a process context", false, [&](Channel& ch, int* ret) {
+    return tm_control_process_end(ch, ret, context, &end.exit_status, &end.leaked_bytes, &end.globals_report);
+  }));
+  return end;
 }
 
 bool ControlledEnclave::token_accepted() {
   for (uint32_t i = 0; i < tcs_count(); ++i) {
     if (enclave_->tcs_busy(i)) continue;
-    int32_t status = 0;
-    uint64_t fault = 0;
     // Ending context 0 is refused as invalid, after the token was checked.
-    (void)control_once(i, abi::kEcallProcessEnd, {0, 0, 0, 0}, &status, &fault);
-    if (fault) continue;
-    return status != abi::kErrDenied;
+    Channel ch(*this, i);
+    int ret = abi::kOk;
+    int64_t exit_status = 0;
+    uint64_t leaked = 0, report = 0;
+    (void)tm_control_process_end(ch, &ret, 0, &exit_status, &leaked, &report);
+    if (ch.fault) continue;
+    return ch.status != abi::kErrDenied;
   }
   return true;
 }
@@ -217,7 +261,8 @@ Status ControlledEnclave::reset_dead_thread(uint32_t i) {
     if (now >= cssa) return internal_error("recovery did not lower CSSA");
     cssa = now;
   }
-  return control(i, abi::kEcallResetThread, {}).status().with_context("reset");
+  return control(i, "resetting a dead thread", false,
+                 [](Channel& ch, int* ret) { return tm_control_reset_thread(ch, ret); });
 }
 
 }  // namespace teemate::daemon

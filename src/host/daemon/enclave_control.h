@@ -1,7 +1,9 @@
 // The daemon's side of a warm enclave's control plane: the enclave itself
-// (built, claimed with a control token), and the runtime ECALLs the daemon
+// (built, claimed with a control token), and the control ECALLs the daemon
 // makes on a TCS that no client holds (start/end process contexts, bind a
-// TCS with a lease token, reset a dead thread, recover a TCS at CSSA > 0).
+// TCS with a lease token, reset a dead thread, recover a TCS at CSSA > 0):
+// the typed calls of common/tm_control.edl, made through the generated
+// proxies over a transport that adds the control token.
 // Thread-safe as the hardware is: calls on different TCS may run at once;
 // the caller guarantees that nobody else uses the TCS it names. Never sends
 // the control token anywhere but into the enclave.
@@ -46,15 +48,23 @@ class ControlledEnclave {
   uint64_t heap_size() const { return heap_size_; }
   const Token256& control_token() const { return control_token_; }
 
-  // One control ECALL on TCS i (scalars in, scalars out). kBusy from the
+  // The control ECALLs of common/tm_control.edl on TCS i. A kBusy from the
   // enclave (a lock held by a thread of a process that died and is not
-  // recovered yet) and a TCS that is momentarily busy are retried for up to
-  // about two seconds, while other threads recover the dead.
-  Result<std::array<uint64_t, 4>> control(uint32_t i, uint32_t id, std::array<uint64_t, 4> in);
-  // The same control ECALL tried once: for a kBusy that is an answer, not
-  // a lock to wait out (unbinding a TCS on which a call of its process is
-  // still in progress).
-  Result<std::array<uint64_t, 4>> control_once(uint32_t i, uint32_t id, std::array<uint64_t, 4> in);
+  // recovered yet) and a TCS that is momentarily busy are retried for up
+  // to about two seconds, while other threads recover the dead.
+  Result<uint64_t> process_start(uint32_t i, uint64_t pid, uint64_t arena_bytes);
+  // Binds TCS i to `context` with `lease` (context 0 and a zero lease unbind).
+  Status bind_tcs(uint32_t i, uint64_t context, const Token128& lease);
+  Status unbind_tcs(uint32_t i) { return bind_tcs(i, 0, {0, 0}); }
+  // Unbinding tried once: for a kBusy that is an answer, not a lock to
+  // wait out (a call of its process is still in progress on the TCS).
+  Status unbind_tcs_once(uint32_t i);
+  struct ProcessEnd {
+    int64_t exit_status = -1;     // main()'s (-1: none)
+    uint64_t leaked_bytes = 0;    // arena bytes never freed
+    uint64_t globals_report = 0;  // debug enclaves: (count << 40) | offset of the first global into the arena
+  };
+  Result<ProcessEnd> process_end(uint32_t i, uint64_t context);
   // Does the enclave accept our control token? (A harmless control ECALL
   // on an idle TCS; true when every TCS is busy and it cannot be asked.)
   bool token_accepted();
@@ -66,8 +76,11 @@ class ControlledEnclave {
   void set_log_id(uint32_t id) { log_id_ = id; }
 
  private:
-  Result<std::array<uint64_t, 4>> control_once(uint32_t i, uint32_t id, const std::array<uint64_t, 4>& in,
-                                               int32_t* status, uint64_t* fault);
+  class Channel;
+  // One control ECALL, made by `call` through a Channel on TCS i; retried
+  // as said above unless `once`. `what` names it in errors.
+  template <class Call>
+  Status control(uint32_t i, const char* what, bool once, Call&& call);
   std::unique_ptr<host::BackendEnclave> enclave_;
   uint64_t heap_size_ = 0;
   Token256 control_token_{};

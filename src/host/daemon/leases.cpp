@@ -31,21 +31,21 @@ Result<std::vector<uint32_t>> DaemonImpl::take(Client& c, Warm& w, uint64_t n) {
   if (got.empty()) return got;
   size_t bound = 0;
   auto unwind = [&](const Status& why) -> Status {
-    for (size_t k = 0; k < bound; ++k) (void)w.ctl->control(got[k], abi::kEcallBindTcs, {0, 0, 0, 0});
-    if (need_context && context) (void)w.ctl->control(got[0], abi::kEcallProcessEnd, {context, 0, 0, 0});
+    for (size_t k = 0; k < bound; ++k) (void)w.ctl->unbind_tcs(got[k]);
+    if (need_context && context) (void)w.ctl->process_end(got[0], context);
     std::lock_guard lock(mu_);
     for (uint32_t i : got) w.lease[i] = 0;
     return why;
   };
   if (need_context) {
-    auto r = w.ctl->control(got[0], abi::kEcallProcessStart, {static_cast<uint64_t>(c.pid), arena_bytes(w), 0, 0});
+    auto r = w.ctl->process_start(got[0], static_cast<uint64_t>(c.pid), arena_bytes(w));
     if (!r.ok()) return unwind(r.status());
-    context = (*r)[0];
+    context = *r;
   }
   std::vector<Token128> tokens(got.size());
   for (size_t k = 0; k < got.size(); ++k) {
     Status st = random_token(&tokens[k]);
-    if (st.ok()) st = w.ctl->control(got[k], abi::kEcallBindTcs, {context, tokens[k][0], tokens[k][1], 0}).status();
+    if (st.ok()) st = w.ctl->bind_tcs(got[k], context, tokens[k]);
     if (!st.ok()) return unwind(st);
     ++bound;
   }
@@ -154,9 +154,9 @@ Status DaemonImpl::release_all_or_none(Client& c, Warm& w, const std::vector<uin
   }
   for (uint32_t i : list) {
     Status st = w.ctl->enclave().tcs_busy(i) ? Status(Code::kBusy, "busy")
-                                             : w.ctl->control(i, abi::kEcallBindTcs, {0, 0, 0, 0}).status();
+                                             : w.ctl->unbind_tcs(i);
     if (!st.ok()) {
-      for (uint32_t j : done) (void)w.ctl->control(j, abi::kEcallBindTcs, {context, tokens[j][0], tokens[j][1], 0});
+      for (uint32_t j : done) (void)w.ctl->bind_tcs(j, context, tokens[j]);
       return Status(Code::kBusy, "TCS " + std::to_string(i) +
                                      " is in use by a thread of this process; leave the enclave first (nothing was "
                                      "released)");
@@ -224,7 +224,7 @@ void DaemonImpl::release_idle(Client& c, uint32_t id, const std::vector<uint32_t
     // Tried once: kBusy means a call of the process is in progress on it
     // (an OCALL), which waiting would not change; it was two seconds of
     // retries that held up the recovery of a process killed in an OCALL.
-    if (!w->ctl->enclave().tcs_busy(i) && w->ctl->control_once(i, abi::kEcallBindTcs, {0, 0, 0, 0}).ok()) {
+    if (!w->ctl->enclave().tcs_busy(i) && w->ctl->unbind_tcs_once(i).ok()) {
       freed.push_back(i);
       continue;
     }
@@ -241,7 +241,7 @@ void DaemonImpl::release_idle(Client& c, uint32_t id, const std::vector<uint32_t
   if (!reset.empty() && reset.size() + freed.size() < list.size()) {
     // Cannot happen (no thread of it maps the enclave, so none is inside),
     // but never end a context early: unbind them one by one instead.
-    std::erase_if(reset, [&](uint32_t i) { return !w->ctl->control(i, abi::kEcallBindTcs, {0, 0, 0, 0}).ok(); });
+    std::erase_if(reset, [&](uint32_t i) { return !w->ctl->unbind_tcs(i).ok(); });
   }
   freed.insert(freed.end(), reset.begin(), reset.end());
   give_back(c, *w, freed);
@@ -282,16 +282,16 @@ void DaemonImpl::end_context(Client& c, Warm& w, uint32_t i, bool owner_dead) {
     if (it == c.contexts.end()) return;
     context = it->second;
   }
-  auto r = w.ctl->control(i, abi::kEcallProcessEnd, {context, 0, 0, 0});
+  auto r = w.ctl->process_end(i, context);
   if (!r.ok()) {
     log("enclave %u: ending the context of pid %d failed: %s", w.id, c.pid, r.status().message().c_str());
     return;  // kept: a later death or detach tries again
   }
   if (options_.verbose || owner_dead) {
     log("enclave %u: context of pid %d ended (main status %lld, %llu arena bytes never freed, reclaimed)", w.id,
-        c.pid, static_cast<long long>(static_cast<int64_t>((*r)[1])), static_cast<unsigned long long>((*r)[2]));
+        c.pid, static_cast<long long>(r->exit_status), static_cast<unsigned long long>(r->leaked_bytes));
   }
-  if (const uint64_t dangling = (*r)[3]) {
+  if (const uint64_t dangling = r->globals_report) {
     // A debug enclave found shared globals still pointing into the arena
     // it just reclaimed: a program bug that silently hands one process's
     // memory to the next. Say which global, always.

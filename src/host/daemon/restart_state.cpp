@@ -151,7 +151,7 @@ void DaemonImpl::restore() {
       });
       if (held) continue;
       Status st = w->ctl->reset_dead_thread(i);
-      if (st.ok()) st = w->ctl->control(i, abi::kEcallBindTcs, {0, 0, 0, 0}).status();
+      if (st.ok()) st = w->ctl->unbind_tcs(i);
       w->lease[i] = st.ok() ? 0 : kOutOfService;
     }
     log("enclave %u (%s) taken back after a restart", w->id, w->image.c_str());

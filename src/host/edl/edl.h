@@ -71,9 +71,15 @@ inline constexpr uint32_t kFirstTypedId = 0x10000;
 inline constexpr uint32_t kIdsPerInterface = 0x1000;
 inline constexpr uint32_t kInterfaceBlocks = 0xffef;
 inline constexpr size_t kMaxParams = 32;
+// The runtime's interfaces (tm_posix, tm_control) split block 0 into parts
+// of kIdsPerRuntimeInterface ids each, in a fixed order.
+inline constexpr uint32_t kIdsPerRuntimeInterface = 0x100;
 // The id block of an interface: 0 for the runtime's (tm_*), else 1 +
 // FNV-1a(name) mod (kInterfaceBlocks - 1).
 uint32_t interface_block(const std::string& name);
+// The first call id of interface NAME (its functions follow in declaration
+// order); an unknown tm_* name is an error.
+Result<uint32_t> interface_first_id(const std::string& name);
 
 // Parses an interface; errors name "file:line: " and what is wrong.
 // `runtime`: the runtime's own interfaces (names tm_*), whose functions may

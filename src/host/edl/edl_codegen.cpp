@@ -20,6 +20,10 @@ namespace {
 std::string u64_literal(uint64_t v) { return "0x" + base::hex16(v) + "ull"; }
 using base::hex;
 
+// The runtime's own interfaces (tm_*): their ECALLs are dispatched by the
+// runtime, not registered in the application's ECALL table.
+bool is_runtime(const Interface& iface) { return iface.name.rfind("tm_", 0) == 0; }
+
 std::string pointee(const Param& p) { return p.type.spelling == "void" ? "void" : p.type.spelling; }
 
 // The C declaration of a parameter, as the application writes it.
@@ -271,7 +275,12 @@ std::string trusted_header(const Interface& iface) {
     for (const Param& p : f.params) params += (params.empty() ? "" : ", ") + decl(p);
     s += "int " + f.name + "(" + (params.empty() ? "void" : params) + ");\n";
   }
-  s += "\n#ifdef __cplusplus\n}\n#endif\n\n#endif\n";
+  s += "\n#ifdef __cplusplus\n}\n#endif\n";
+  if (is_runtime(iface) && !iface.ecalls.empty()) {
+    s += "\n#ifdef __cplusplus\n/* The runtime dispatches these ECALLs itself (never through TM_ECALL). */\n";
+    s += "int " + iface.name + "_dispatch_ecall(uint32_t tm_id, tm_call* tm_c);\n#endif\n";
+  }
+  s += "\n#endif\n";
   return s;
 }
 
@@ -295,9 +304,18 @@ std::string trusted_source(const Interface& iface) {
     s += "  if (tm_status == tm_k_OK && tm_app_error_pending()) return tm_k_ERR_APP;\n";
     s += "  if (tm_status == tm_k_OK) tm_c->bufs[1].out_size = tm_used;\n";
     s += "  return tm_status;\n}\n";
-    s += "TM_ECALL(" + hex(f.id) + ", tm_handle_" + f.name + ");\n\n";
+    // The runtime's own ECALLs are never in the application's table: the
+    // runtime dispatches them itself, after its own checks (the control
+    // ECALLs' token), through NAME_dispatch_ecall below.
+    if (!is_runtime(iface)) s += "TM_ECALL(" + hex(f.id) + ", tm_handle_" + f.name + ");\n";
+    s += "\n";
   }
   s += "}  // namespace\n\n";
+  if (is_runtime(iface) && !iface.ecalls.empty()) {
+    s += "int " + iface.name + "_dispatch_ecall(uint32_t tm_id, tm_call* tm_c) {\n  switch (tm_id) {\n";
+    for (const Function& f : iface.ecalls) s += "    case " + hex(f.id) + ": return tm_handle_" + f.name + "(tm_c);\n";
+    s += "    default: (void)tm_c; return tm_k_ERR_UNKNOWN_CALL;\n  }\n}\n\n";
+  }
   for (const Function& f : iface.ocalls) {
     std::string params = f.has_return ? f.ret.spelling + "* tm_ret" : "";
     for (const Param& p : f.params) params += (params.empty() ? "" : ", ") + decl(p);
@@ -327,9 +345,11 @@ std::string untrusted_header(const Interface& iface) {
   s += "#include \"teemate/enclave.h\"\n\n";
   s += "// ECALL proxies: each returns the call's Status (an application error of\n"
        "// the enclave arrives as Code::kApplication) and stores the enclave\n"
-       "// function's return value through `tm_ret` (may be null).\n";
+       "// function's return value through `tm_ret` (may be null). They call\n"
+       "// through any teemate::CallTarget: an Enclave handle, or a transport of\n"
+       "// your own.\n";
   for (const Function& f : iface.ecalls) {
-    std::string params = "::teemate::Enclave& tm_enclave";
+    std::string params = "::teemate::CallTarget& tm_enclave";
     if (f.has_return) params += ", " + f.ret.spelling + "* tm_ret";
     for (const Param& p : f.params) params += ", " + decl(p);
     s += sig_comment(f);
@@ -368,7 +388,7 @@ std::string untrusted_source(const Interface& iface) {
   }
   s += "}  // namespace\n\n";
   for (const Function& f : iface.ecalls) {
-    std::string params = "::teemate::Enclave& tm_enclave";
+    std::string params = "::teemate::CallTarget& tm_enclave";
     if (f.has_return) params += ", " + f.ret.spelling + "* tm_ret";
     for (const Param& p : f.params) params += ", " + decl(p);
     s += sig_comment(f);
@@ -392,6 +412,7 @@ std::string untrusted_source(const Interface& iface) {
   s += "    default: (void)tm_a; return tm_k_ERR_UNKNOWN_CALL;\n  }\n}\n\n";
   s += "::teemate::Status " + iface.name + "_register_ocalls(::teemate::Enclave& tm_enclave) {\n";
   s += "  [[maybe_unused]] ::teemate::Status tm_st;\n";
+  if (iface.ocalls.empty()) s += "  (void)tm_enclave;\n";
   for (const Function& f : iface.ocalls) {
     s += "  tm_st = tm_enclave.set_ocall(" + hex(f.id) + ", tm_handle_" + f.name + ");\n";
     s += "  if (!tm_st.ok()) return tm_st.with_context(\"" + iface.name + "_register_ocalls: " + f.name + "\");\n";

@@ -179,13 +179,16 @@ class Parser {
         return corrupt(file_ + ": more than " + std::to_string(kIdsPerInterface) + " functions in one section");
       }
     }
-    const uint32_t block = interface_block(name);
-    for (size_t i = 0; i < iface.ecalls.size(); ++i) {
-      iface.ecalls[i].id = kFirstTypedId + block * kIdsPerInterface + static_cast<uint32_t>(i);
+    TM_ASSIGN_OR_RETURN(const uint32_t first, interface_first_id(name));
+    const uint32_t room = runtime_ ? kIdsPerRuntimeInterface : kIdsPerInterface;
+    for (const auto* list : {&iface.ecalls, &iface.ocalls}) {
+      if (list->size() > room) {
+        return corrupt(file_ + ": " + std::to_string(list->size()) + " functions in one section; an interface has room for " +
+                       std::to_string(room));
+      }
     }
-    for (size_t i = 0; i < iface.ocalls.size(); ++i) {
-      iface.ocalls[i].id = kFirstTypedId + block * kIdsPerInterface + static_cast<uint32_t>(i);
-    }
+    for (size_t i = 0; i < iface.ecalls.size(); ++i) iface.ecalls[i].id = first + static_cast<uint32_t>(i);
+    for (size_t i = 0; i < iface.ocalls.size(); ++i) iface.ocalls[i].id = first + static_cast<uint32_t>(i);
     for (auto* list : {&iface.ecalls, &iface.ocalls}) {
       for (Function& f : *list) f.hash = fnv1a(canonical_signature(f));
     }
@@ -444,6 +447,15 @@ class Parser {
 };
 
 }  // namespace
+
+Result<uint32_t> interface_first_id(const std::string& name) {
+  if (name.rfind("tm_", 0) != 0) return kFirstTypedId + interface_block(name) * kIdsPerInterface;
+  // The runtime's interfaces share block 0, each its fixed part of it.
+  static const std::map<std::string, uint32_t> kRuntime = {{"tm_posix", 0}, {"tm_control", 1}};
+  auto it = kRuntime.find(name);
+  if (it == kRuntime.end()) return invalid_argument("'" + name + "' is no runtime interface (tm_posix, tm_control)");
+  return kFirstTypedId + it->second * kIdsPerRuntimeInterface;
+}
 
 uint32_t interface_block(const std::string& name) {
   if (name.rfind("tm_", 0) == 0) return 0;
