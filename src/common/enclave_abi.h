@@ -189,7 +189,7 @@ struct CallFrame {
   uint64_t ocall_scratch_size;
   // Who may make this call, in a shared enclave (ignored in a dedicated
   // one): for a control ECALL, the 32-byte control token the daemon
-  // installed with kEcallClaimControl; for any other ECALL, the 16-byte
+  // installed with tm_control_claim; for any other ECALL, the 16-byte
   // lease token of the TCS (auth[0..1]; auth[2..3] zero), which the daemon
   // gives only to the process it leased that TCS to.
   uint64_t auth[4];
@@ -199,25 +199,24 @@ inline constexpr uint64_t kOcallScratchSize = 256 * 1024;
 
 // Runtime-reserved call ids; application ids start at kFirstUserCall.
 inline constexpr uint32_t kFirstUserCall = 0x100;
+// The host runtime's own ECALLs: typed calls of src/common/tm_runtime.edl
+// (runtime interface part 2: ids from 0x10200 in declaration order; a unit
+// test checks these against the interface file). Ids 1-10 were hand-built
+// raw frames (run_main, ping, the daemon's control calls, threads,
+// switchless set-up) and are no longer served.
 enum RuntimeEcall : uint32_t {
-  kEcallRunMain = 1,   // bufs[0] in: argv as NUL-separated strings; scalars[0] out: exit code
-  kEcallPing = 2,      // no arguments; proves the runtime is alive
-  // Ids 3-7 were the daemon's control ECALLs as hand-built frames; they are
-  // typed calls now (ControlEcall below) and these ids are no longer served.
-  // ---- Runtime ECALLs of the application's process (lease token) ----
-  // A thread pthread_create asked for (the tm_thread_spawn OCALL):
-  // scalars[0] in: the handle the enclave gave the host. Runs the thread's
-  // start routine on this TCS until it returns or calls pthread_exit.
-  kEcallThreadRun = 8,
-  // Switchless calls of the calling process (SwitchlessQueue below):
-  // scalars[0] in: its OCALL queue in host memory (0: none); [1] in: its
-  // ECALL queue (0: none); [2] in: how many times an enclave thread polls
-  // for a host worker to take its OCALL before it falls back to a real one.
-  kEcallSwitchlessSetup = 9,
-  // An enclave worker: serves the process's ECALL queue from inside until
-  // it has found no request for scalars[0] polls, then returns.
-  kEcallSwitchlessWorker = 10,
+  kRuntimeRunMain = 0x10200,
+  kRuntimeThreadRun = 0x10201,
+  kRuntimeSwitchlessSetup = 0x10202,
+  kRuntimeSwitchlessWorker = 0x10203,
 };
+inline constexpr uint32_t kFirstRuntimeEcall = kRuntimeRunMain;
+inline constexpr uint32_t kLastRuntimeEcall = kRuntimeSwitchlessWorker;
+inline constexpr bool is_runtime_ecall(uint32_t id) { return id >= kFirstRuntimeEcall && id <= kLastRuntimeEcall; }
+// Ids kFirstRuntimeId..kLastRuntimeId (interface block 0) belong to the
+// runtime's interfaces; the host API refuses them as application calls.
+inline constexpr uint32_t kFirstRuntimeId = 0x10000;
+inline constexpr uint32_t kLastRuntimeId = 0x10fff;
 // The daemon's control ECALLs: typed calls of src/common/tm_control.edl
 // (runtime interface part 1: ids from 0x10100 in declaration order; a unit
 // test checks these against the interface file). Every one carries the

@@ -147,6 +147,7 @@ int foreign(const std::string& image) {
     return ctx.out_rdi == abi::kExitReturn ? static_cast<int32_t>(ctx.out_rsi) : -2;
   };
   int own_ok = 0, refused_untokened = 0, refused_foreign = 0, refused_control = 0, control_tries = 0;
+  int refused_runtime = 0, runtime_tries = 0;
   for (uint32_t i = 0; i < e.tcs_count(); ++i) {
     const uint64_t tcs = e.tcs_address(i);
     host::EnterContext ctx{};
@@ -171,9 +172,21 @@ int foreign(const std::string& image) {
         }
       }
     }
+    // The runtime's own ECALLs (tm_runtime.edl) on this TCS without a
+    // token, and with ours where it is not ours: refused like any ECALL.
+    for (uint32_t id = abi::kFirstRuntimeEcall; id <= abi::kLastRuntimeEcall; ++id) {
+      testing::raw_ecall(e, tcs, id, &ctx);
+      ++runtime_tries;
+      refused_runtime += status_of(ctx) == abi::kErrDenied;
+      if (tcs == mine) continue;
+      testing::raw_ecall(e, tcs, id, &ctx, token);
+      ++runtime_tries;
+      refused_runtime += status_of(ctx) == abi::kErrDenied;
+    }
   }
-  std::printf("own %d untokened-refused %d foreign-refused %d control-refused %d/%d of %u\n", own_ok,
-              refused_untokened, refused_foreign, refused_control, control_tries, e.tcs_count());
+  std::printf("own %d untokened-refused %d foreign-refused %d control-refused %d/%d runtime-refused %d/%d of %u\n",
+              own_ok, refused_untokened, refused_foreign, refused_control, control_tries, refused_runtime,
+              runtime_tries, e.tcs_count());
   return 0;
 }
 

@@ -45,7 +45,7 @@ TEST_F(SharedEnclaveTest, UnleasedTcsAndControlEcallsAreRefused) {
   int rc = 0;
   std::string out = run({client(), "foreign", image()}, &rc);
   ASSERT_EQ(rc, 0) << out;
-  EXPECT_EQ(out, "own 1 untokened-refused 8 foreign-refused 7 control-refused 320/320 of 8\n");
+  EXPECT_EQ(out, "own 1 untokened-refused 8 foreign-refused 7 control-refused 320/320 runtime-refused 60/60 of 8\n");
   // The enclave and every TCS are still in service.
   const uint64_t before = std::stoull(run({client(), "count", "1", image()}, &rc));
   ASSERT_EQ(rc, 0);

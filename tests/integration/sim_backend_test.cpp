@@ -27,6 +27,7 @@
 #include "host/runtime/image_loader.h"
 #include "sgx/sigstruct.h"
 #include "raw_ecall.h"
+#include "tm_runtime_u.h"
 #include "test_enclave_ids.h"
 
 namespace teemate {
@@ -325,25 +326,43 @@ TEST_F(SimBackendTest, SwitchlessSetupRefusesBadQueues) {
   ASSERT_TRUE(b->enclave->init(img_->file.sigstruct).ok());
   host::BackendEnclave& e = *b->enclave;
   const uint64_t tcs0 = e.base() + img_->layout.tcs_offset(0);
-  auto status_of = [&](uint32_t id, std::vector<uint64_t> s) {
-    s.resize(4);
-    host::EnterContext ctx{};
-    EXPECT_EQ(raw_ecall(e, tcs0, id, &ctx, nullptr, s.data()), abi::kExitReturn);
-    return static_cast<int32_t>(ctx.out_rsi);
+  // Through the runtime's own generated proxies (tm_runtime.edl): the
+  // function's answer is the TM_ERR_* code.
+  testing::RawTarget raw(e, tcs0);
+  auto setup = [&](uint64_t oq, uint64_t eq) {
+    int ret = -1;
+    Status st = tm_runtime_switchless_setup(raw, &ret, oq, eq, 100);
+    EXPECT_TRUE(st.ok()) << st.to_string();
+    return ret;
   };
-  EXPECT_EQ(status_of(abi::kEcallSwitchlessSetup, {e.base() + 0x10000, 0, 100}), abi::kErrBufferRange);
-  EXPECT_EQ(status_of(abi::kEcallSwitchlessSetup, {0, e.base() + e.size() - 64, 100}), abi::kErrBufferRange);
+  auto worker = [&] {
+    int ret = -1;
+    uint64_t served = 7;
+    Status st = tm_runtime_switchless_worker(raw, &ret, 100, &served);
+    EXPECT_TRUE(st.ok()) << st.to_string();
+    return ret;
+  };
+  EXPECT_EQ(setup(e.base() + 0x10000, 0), abi::kErrBufferRange);
+  EXPECT_EQ(setup(0, e.base() + e.size() - 64), abi::kErrBufferRange);
   auto* mem = static_cast<abi::SwitchlessQueue*>(aligned_alloc(64, 2 * sizeof(abi::SwitchlessQueue)));
   ASSERT_NE(mem, nullptr);
   memset(mem, 0, 2 * sizeof(abi::SwitchlessQueue));
   const uint64_t q = reinterpret_cast<uint64_t>(mem);
-  EXPECT_EQ(status_of(abi::kEcallSwitchlessSetup, {q + 8, 0, 100}), abi::kErrBufferRange);   // misaligned
-  EXPECT_EQ(status_of(abi::kEcallSwitchlessSetup, {q, 0, 100}), abi::kErrInvalid);          // no magic
+  EXPECT_EQ(setup(q + 8, 0), abi::kErrBufferRange);  // misaligned
+  EXPECT_EQ(setup(q, 0), abi::kErrInvalid);          // no magic
   mem[0].magic = abi::kSwitchlessMagic;
-  EXPECT_EQ(status_of(abi::kEcallSwitchlessSetup, {q, q, 100}), abi::kErrInvalid);          // one queue twice
-  EXPECT_EQ(status_of(abi::kEcallSwitchlessWorker, {100}), abi::kErrInvalid);               // no ECALL queue
-  EXPECT_EQ(status_of(abi::kEcallSwitchlessSetup, {q, 0, 100}), abi::kOk);
-  EXPECT_EQ(status_of(abi::kEcallSwitchlessWorker, {100}), abi::kErrInvalid);               // still none
+  EXPECT_EQ(setup(q, q), abi::kErrInvalid);          // one queue twice
+  EXPECT_EQ(worker(), abi::kErrInvalid);             // no ECALL queue
+  EXPECT_EQ(setup(q, 0), abi::kOk);
+  EXPECT_EQ(worker(), abi::kErrInvalid);             // still none
+  // The raw ids of old are no longer served; a runtime call with an
+  // application's frame shape is refused, never run.
+  host::EnterContext ctx{};
+  const uint64_t scalars[4] = {q, 0, 100, 0};
+  EXPECT_EQ(raw_ecall(e, tcs0, 9, &ctx, nullptr, scalars), abi::kExitReturn);
+  EXPECT_EQ(static_cast<int32_t>(ctx.out_rsi), abi::kErrUnknownCall);
+  EXPECT_EQ(raw_ecall(e, tcs0, abi::kRuntimeSwitchlessSetup, &ctx, nullptr, scalars), abi::kExitReturn);
+  EXPECT_EQ(static_cast<int32_t>(ctx.out_rsi), abi::kErrInterface);
   free(mem);
 }
 

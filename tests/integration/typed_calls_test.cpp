@@ -520,6 +520,42 @@ TEST(EdlParser, TheControlEcallIdsMatchTmControlEdl) {
   EXPECT_FALSE(edl::parse("enclave { trusted { int tm_x(void); }; };", "tm_other.edl", "tm_other", true).ok());
 }
 
+// The host runtime's own ECALLs (run_main, threads, switchless) are typed
+// calls too, with ids the enclave routes by (abi::is_runtime_ecall), inside
+// the block the host API keeps from applications.
+TEST(EdlParser, TheRuntimeEcallIdsMatchTmRuntimeEdl) {
+  std::ifstream in(source_dir() + "/src/common/tm_runtime.edl");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto parsed = edl::parse(ss.str(), "tm_runtime.edl", "tm_runtime", /*runtime=*/true);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().to_string();
+  std::map<std::string, uint32_t> ids;
+  for (const edl::Function& f : parsed->ecalls) ids[f.name] = f.id;
+  EXPECT_EQ(ids.size(), abi::kLastRuntimeEcall - abi::kFirstRuntimeEcall + 1);
+  EXPECT_EQ(ids["tm_runtime_run_main"], abi::kRuntimeRunMain);
+  EXPECT_EQ(ids["tm_runtime_thread_run"], abi::kRuntimeThreadRun);
+  EXPECT_EQ(ids["tm_runtime_switchless_setup"], abi::kRuntimeSwitchlessSetup);
+  EXPECT_EQ(ids["tm_runtime_switchless_worker"], abi::kRuntimeSwitchlessWorker);
+  EXPECT_TRUE(parsed->ocalls.empty());
+  EXPECT_GE(abi::kFirstRuntimeEcall, abi::kFirstRuntimeId);
+  EXPECT_LE(abi::kLastRuntimeEcall, abi::kLastRuntimeId);
+  EXPECT_GE(abi::kFirstControlEcall, abi::kFirstRuntimeId);
+  EXPECT_LE(abi::kLastControlEcall, abi::kLastRuntimeId);
+}
+
+// The host API keeps the runtime's ids to the runtime: an application
+// cannot make its ECALLs through Enclave::call.
+TEST_F(TypedCallsTest, TheHostApiRefusesTheRuntimesIds) {
+  for (uint32_t id : {abi::kFirstRuntimeId, uint32_t{abi::kRuntimeRunMain}, uint32_t{abi::kControlClaim}, abi::kLastRuntimeId}) {
+    CallArgs a;
+    Status st = enclave_->call(id, a);
+    EXPECT_EQ(st.code(), Code::kInvalidArgument) << st.to_string();
+    EXPECT_NE(st.message().find("belong to the runtime"), std::string::npos) << st.to_string();
+    st = enclave_->call_switchless(id, a);
+    EXPECT_EQ(st.code(), Code::kInvalidArgument) << st.to_string();
+  }
+}
+
 TEST(EdlParser, SignaturesHashDifferentlyWhenTheyDiffer) {
   auto a = edl::parse("enclave { trusted { int f([in, size=n] const uint8_t* p, size_t n); }; };", "a.edl", "a");
   auto b = edl::parse("enclave { trusted { int f([in, count=n] const uint8_t* p, size_t n); }; };", "b.edl", "b");

@@ -13,6 +13,7 @@
 
 #include "runtime.h"
 #include "sgx/arch.h"
+#include "tm_runtime_t.h"
 
 extern "C" {
 extern const tm_ecall_entry __start_teemate_ecalls[] __attribute__((weak));
@@ -22,22 +23,11 @@ extern const tm_ecall_entry __stop_teemate_ecalls[] __attribute__((weak));
 namespace teemate::trts {
 namespace {
 
-int ping_ecall(tm_call*) { return TM_OK; }
-
-int run_main_ecall(tm_call* call) {
-  if (call->nbufs < 1 || call->bufs[0].direction != TM_BUF_IN) return TM_ERR_INVALID;
-  int code = 0;
-  int rc = run_main(static_cast<const char*>(call->bufs[0].data), call->bufs[0].size, &code);
-  call->scalars[0] = static_cast<uint64_t>(static_cast<int64_t>(code));
-  return rc;
-}
+// The runtime's own typed ECALLs (tm_runtime.edl); call->id is set.
+int runtime_ecall(tm_call* call) { return tm_runtime_dispatch_ecall(call->id, call); }
 
 tm_ecall_fn find_ecall(uint32_t id) {
-  if (id == abi::kEcallPing) return ping_ecall;
-  if (id == abi::kEcallRunMain) return run_main_ecall;
-  if (id == abi::kEcallThreadRun) return thread_run_ecall;
-  if (id == abi::kEcallSwitchlessSetup) return switchless_setup_ecall;
-  if (id == abi::kEcallSwitchlessWorker) return switchless_worker_ecall;
+  if (abi::is_runtime_ecall(id)) return runtime_ecall;
   if (id < abi::kFirstUserCall) return nullptr;
   for (const tm_ecall_entry* e = __start_teemate_ecalls; e && e < __stop_teemate_ecalls; ++e) {
     if (e->id == id) return e->fn;
@@ -105,6 +95,14 @@ EcallState* current_ecall_state() {
 }
 int64_t run_ecall(ThreadData* td, uint64_t frame_addr, bool switchless);
 }  // namespace
+
+extern "C" int tm_runtime_run_main(const char* argv, uint64_t argv_size, int64_t* exit_code) {
+  if (!exit_code) return TM_ERR_INVALID;
+  int code = 0;
+  const int rc = run_main(argv, static_cast<size_t>(argv_size), &code);
+  *exit_code = code;
+  return rc;
+}
 
 extern "C" int tm_app_error(int32_t code, const char* message) {
   EcallState* st = current_ecall_state();
@@ -184,7 +182,9 @@ int64_t run_ecall(ThreadData* td, uint64_t frame_addr, bool switchless) {
   memcpy(&in, host_frame, sizeof(in));  // one read of host memory
   if (in.abi_version != abi::kAbiVersion) return abi::kErrAbi;
   if (switchless) {
-    if (in.call_id < abi::kFirstUserCall || !td->current_ecall) {
+    // Only the application's own ECALLs ride a switchless worker.
+    if (in.call_id < abi::kFirstUserCall || (in.call_id >= abi::kFirstRuntimeId && in.call_id <= abi::kLastRuntimeId) ||
+        !td->current_ecall) {
       host_frame->status = abi::kErrDenied;
       return abi::kErrDenied;
     }

@@ -78,26 +78,26 @@ bool fd_lookup(int fd, void** file);
 void* fd_disown(int fd);
 
 /* Switchless calls (switchless.cpp): the queues of the calling process,
- * host addresses set by kEcallSwitchlessSetup (0: none), read atomically. */
+ * host addresses set by tm_runtime_switchless_setup (0: none), read atomically. */
 struct SwitchlessSettings {
   uint64_t ocall_queue;
   uint64_t ecall_queue;
   uint32_t ocall_retries;
 };
 SwitchlessSettings& my_switchless();
-int switchless_setup_ecall(tm_call* call);
-int switchless_worker_ecall(tm_call* call);
+int switchless_setup(uint64_t ocall_queue, uint64_t ecall_queue, uint64_t retry_polls);
+int switchless_worker(uint64_t idle_polls, uint64_t* served);
 /* Posts the OCALL frame at host address `frame` to a host worker and waits
  * for it; false (nothing happened) when no worker took it in time. */
 bool switchless_ocall(uint64_t frame);
 /* Runs the ECALL whose frame a switchless caller posted (ecall.cpp). */
 int32_t run_switchless_ecall(ThreadData* td, uint64_t frame_addr);
 
-/* Threads (threads.cpp): the kEcallThreadRun handler, and the process-end
+/* Threads (threads.cpp): the tm_runtime_thread_run handler, and the process-end
  * hook that drops the records of a process's threads. */
-int thread_run_ecall(tm_call* call);
+int thread_run(uint64_t handle);
 void forget_threads_of(void* context);
-/* The thread that kEcallThreadRun started on this TCS was abandoned (an
+/* The thread that tm_runtime_thread_run started on this TCS was abandoned (an
  * unhandled fault, tm_abort, exit()): end it as if it returned
  * PTHREAD_CANCELED, and make `previous` the TCS's thread again. */
 void abandon_thread(ThreadData* td, void* previous);

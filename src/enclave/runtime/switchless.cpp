@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "runtime.h"
+#include "tm_runtime_t.h"
 
 namespace teemate::trts {
 namespace {
@@ -31,8 +32,7 @@ inline void cpu_relax() { __builtin_ia32_pause(); }
 
 }  // namespace
 
-int switchless_setup_ecall(tm_call* call) {
-  const uint64_t oq = call->scalars[0], eq = call->scalars[1];
+int switchless_setup(uint64_t oq, uint64_t eq, uint64_t retry_polls) {
   if ((oq && !queue_at(oq)) || (eq && !queue_at(eq))) return TM_ERR_BUFFER_RANGE;
   if (oq && eq && oq < eq + sizeof(abi::SwitchlessQueue) && eq < oq + sizeof(abi::SwitchlessQueue)) {
     return TM_ERR_INVALID;  // one queue for both directions would mix frames
@@ -42,7 +42,7 @@ int switchless_setup_ecall(tm_call* call) {
     return TM_ERR_INVALID;
   }
   SwitchlessSettings& s = my_switchless();
-  const uint64_t retries = call->scalars[2] < kMaxPolls ? call->scalars[2] : kMaxPolls;
+  const uint64_t retries = retry_polls < kMaxPolls ? retry_polls : kMaxPolls;
   __atomic_store_n(&s.ocall_retries, static_cast<uint32_t>(retries), __ATOMIC_RELAXED);
   __atomic_store_n(&s.ocall_queue, oq, __ATOMIC_RELEASE);
   __atomic_store_n(&s.ecall_queue, eq, __ATOMIC_RELEASE);
@@ -73,13 +73,13 @@ bool switchless_ocall(uint64_t frame) {
   return true;
 }
 
-int switchless_worker_ecall(tm_call* call) {
+int switchless_worker(uint64_t idle_polls, uint64_t* served_out) {
   ThreadData* td = current_td();
   // Only as an outermost ECALL: the worker's frame is its authority.
   if (!td->current_ecall || td->current_ecall->outer) return TM_ERR_INVALID;
   abi::SwitchlessQueue* q = queue_at(__atomic_load_n(&my_switchless().ecall_queue, __ATOMIC_ACQUIRE));
   if (!q) return TM_ERR_INVALID;
-  const uint64_t idle_limit = call->scalars[0] < kMaxPolls ? call->scalars[0] : kMaxPolls;
+  const uint64_t idle_limit = idle_polls < kMaxPolls ? idle_polls : kMaxPolls;
   uint64_t served = 0;
   for (uint64_t idle = 0; idle < idle_limit;) {
     bool found = false;
@@ -99,8 +99,18 @@ int switchless_worker_ecall(tm_call* call) {
       cpu_relax();
     }
   }
-  call->scalars[1] = served;
+  *served_out = served;
   return TM_OK;
 }
 
 }  // namespace teemate::trts
+
+// The typed ECALLs of tm_runtime.edl.
+extern "C" int tm_runtime_switchless_setup(uint64_t ocall_queue, uint64_t ecall_queue, uint64_t retries) {
+  return teemate::trts::switchless_setup(ocall_queue, ecall_queue, retries);
+}
+
+extern "C" int tm_runtime_switchless_worker(uint64_t idle_polls, uint64_t* served) {
+  if (!served) return TM_ERR_INVALID;
+  return teemate::trts::switchless_worker(idle_polls, served);
+}

@@ -1,12 +1,12 @@
 /* POSIX threads for enclave programs: pthread_create runs the new thread on
  * a free TCS of the calling process, entered by a host thread that the
- * tm_thread_spawn OCALL starts (kEcallThreadRun); join, detach, self,
+ * tm_thread_spawn OCALL starts (tm_runtime_thread_run); join, detach, self,
  * equal, exit; mutexes (normal, recursive, error-checking), condition
  * variables, read-write locks, once, thread-specific data; and tm_wait /
  * tm_wake, the futex-style primitive they are built on.
  *
  * The host only ever holds a handle: a slot of the registry below and its
- * generation. kEcallThreadRun runs a record only if the handle names a live
+ * generation. tm_runtime_thread_run runs a record only if the handle names a live
  * record of the calling process that has not started yet, so a host cannot
  * run a thread twice, another process's thread, or a freed one. Waiting
  * leaves the enclave (tm_futex_wait); every wake-up is rechecked against
@@ -27,6 +27,7 @@
 #include "posix_call.h"
 #include "runtime.h"
 #include "tm_posix_t.h"
+#include "tm_runtime_t.h"
 
 namespace teemate::trts {
 namespace {
@@ -174,13 +175,13 @@ bool valid_abstime(const struct timespec* t) { return t && t->tv_nsec >= 0 && t-
 
 }  // namespace
 
-int thread_run_ecall(tm_call* call) {
+int thread_run(uint64_t handle) {
   ThreadData* td = self_td();
   // Only as an outermost ECALL on a TCS of its own: a host that ran it
   // inside the spawn OCALL, on the creator's TCS, would wipe the creator's
   // thread state (review defect).
   if (!td->current_ecall || td->current_ecall->outer) return TM_ERR_INVALID;
-  ThreadRecord* r = claim(call->scalars[0], td->context);
+  ThreadRecord* r = claim(handle, td->context);
   if (!r) return TM_ERR_INVALID;
   void* previous = td->pthread;
   td->pthread = r;
@@ -575,3 +576,6 @@ int pthread_setspecific(pthread_key_t key, const void* value) {
 }
 
 }  // extern "C"
+
+// The typed ECALL of tm_runtime.edl.
+extern "C" int tm_runtime_thread_run(uint64_t handle) { return teemate::trts::thread_run(handle); }

@@ -33,7 +33,7 @@ std::string token_hex(const Token128& t);
 class ControlledEnclave {
  public:
   // Builds `image` on `backend` at `base_hint`, EINITs it and claims it
-  // (kEcallClaimControl) before anyone else can map it.
+  // (tm_control_claim) before anyone else can map it.
   static Result<std::unique_ptr<ControlledEnclave>> build(host::Backend& backend, image::LoadedImage image,
                                                           uint64_t base_hint, uint32_t log_id);
   // Takes control again of an enclave this daemon (an earlier run of it)

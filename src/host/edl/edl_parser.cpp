@@ -451,9 +451,9 @@ class Parser {
 Result<uint32_t> interface_first_id(const std::string& name) {
   if (name.rfind("tm_", 0) != 0) return kFirstTypedId + interface_block(name) * kIdsPerInterface;
   // The runtime's interfaces share block 0, each its fixed part of it.
-  static const std::map<std::string, uint32_t> kRuntime = {{"tm_posix", 0}, {"tm_control", 1}};
+  static const std::map<std::string, uint32_t> kRuntime = {{"tm_posix", 0}, {"tm_control", 1}, {"tm_runtime", 2}};
   auto it = kRuntime.find(name);
-  if (it == kRuntime.end()) return invalid_argument("'" + name + "' is no runtime interface (tm_posix, tm_control)");
+  if (it == kRuntime.end()) return invalid_argument("'" + name + "' is no runtime interface (tm_posix, tm_control, tm_runtime)");
   return kFirstTypedId + it->second * kIdsPerRuntimeInterface;
 }
 

@@ -38,6 +38,7 @@
 #include "sgx/measurement.h"
 #include "sgx/sigstruct.h"
 #include "tm_posix_u.h"
+#include "tm_runtime_u.h"
 
 namespace teemate {
 
@@ -230,8 +231,9 @@ class EnclaveImpl final : public Enclave {
   void stop_switchless() {
     if (!switchless_) return;
     switchless_->stop();
-    CallArgs none;
-    if (!call_any(abi::kEcallSwitchlessSetup, none).ok()) {
+    if (!runtime_call("forgetting the switchless queues", -1, [](CallTarget& t, int* ret) {
+          return tm_runtime_switchless_setup(t, ret, 0, 0, 0);
+        }).ok()) {
       (void)switchless_.release();  // leaked on purpose: the enclave may still write there
       return;
     }
@@ -255,21 +257,17 @@ class EnclaveImpl final : public Enclave {
     hooks.run_enclave_worker = [this](uint64_t idle_polls, uint64_t* served) {
       auto tcs = try_acquire_tcs();
       if (!tcs) return false;
-      CallArgs a;
-      a.scalar(0, idle_polls);
-      if (!call_any(abi::kEcallSwitchlessWorker, a, *tcs).ok()) return false;
-      *served = a.scalar_value(1);
-      return true;
+      return runtime_call("an enclave switchless worker", *tcs, [&](CallTarget& t, int* ret) {
+               return tm_runtime_switchless_worker(t, ret, idle_polls, served);
+             }).ok();
     };
     auto host = std::make_unique<host::SwitchlessHost>(c, std::move(hooks));
     if ((c.ocall_workers && !host->ocall_queue_address()) || (c.ecall_workers && !host->ecall_queue_address())) {
       return resource_error("switchless: cannot allocate the call queues");
     }
-    CallArgs a;
-    a.scalar(0, host->ocall_queue_address());
-    a.scalar(1, host->ecall_queue_address());
-    a.scalar(2, c.retries);
-    TM_RETURN_IF_ERROR(call_any(abi::kEcallSwitchlessSetup, a).with_context("switchless set-up"));
+    TM_RETURN_IF_ERROR(runtime_call("switchless set-up", -1, [&](CallTarget& t, int* ret) {
+      return tm_runtime_switchless_setup(t, ret, host->ocall_queue_address(), host->ecall_queue_address(), c.retries);
+    }));
     // Published before the workers start: their crossings read it.
     switchless_ = std::move(host);
     switchless_->start();
@@ -475,16 +473,12 @@ class EnclaveImpl final : public Enclave {
   }
 
   Status call(uint32_t id, CallArgs& args) override {
-    if (id < abi::kFirstUserCall) {
-      return invalid_argument("ECALL " + hex(id) + ": ids below 0x100 are reserved to the runtime");
-    }
+    TM_RETURN_IF_ERROR(application_id(id));
     return call_any(id, args);
   }
 
   Status call_switchless(uint32_t id, CallArgs& args) override {
-    if (id < abi::kFirstUserCall) {
-      return invalid_argument("ECALL " + hex(id) + ": ids below 0x100 are reserved to the runtime");
-    }
+    TM_RETURN_IF_ERROR(application_id(id));
     if (!switchless_ || !switchless_->config().ecall_workers || current_pid() != owner_pid_ || args.overflowed()) {
       return call_any(id, args);
     }
@@ -506,7 +500,7 @@ class EnclaveImpl final : public Enclave {
   }
 
   // The tm_thread_spawn OCALL: a host thread enters a free TCS of ours with
-  // kEcallThreadRun(handle). -EAGAIN when every TCS is in use (the enclave's
+  // tm_runtime_thread_run(handle). -EAGAIN when every TCS is in use (the enclave's
   // pthread_create then fails with EAGAIN rather than wait for one).
   int64_t spawn_thread(uint64_t handle) {
     std::optional<uint32_t> tcs;
@@ -535,9 +529,9 @@ class EnclaveImpl final : public Enclave {
     }
     try {
       std::thread([this, handle, t = *tcs] {
-        CallArgs args;
-        args.scalar(0, handle);
-        Status st = call_any(abi::kEcallThreadRun, args, static_cast<int64_t>(t));
+        Status st = runtime_call("running an enclave thread", static_cast<int64_t>(t), [&](CallTarget& target, int* ret) {
+          return tm_runtime_thread_run(target, ret, handle);
+        });
         if (!st.ok()) std::fprintf(stderr, "teemate: enclave thread: %s\n", st.to_string().c_str());
         std::lock_guard lock(threads_mu_);
         --running_threads_;
@@ -551,6 +545,38 @@ class EnclaveImpl final : public Enclave {
       return -EAGAIN;
     }
     return 0;
+  }
+
+  static Status application_id(uint32_t id) {
+    if (id < abi::kFirstUserCall) {
+      return invalid_argument("ECALL " + hex(id) + ": ids below 0x100 are reserved to the runtime");
+    }
+    if (id >= abi::kFirstRuntimeId && id <= abi::kLastRuntimeId) {
+      return invalid_argument("ECALL " + hex(id) + ": ids " + hex(abi::kFirstRuntimeId) + "-" +
+                              hex(abi::kLastRuntimeId) + " belong to the runtime's own interfaces");
+    }
+    return {};
+  }
+
+  // The runtime's own ECALLs (tm_runtime.edl) through their generated
+  // proxies, on a TCS from the pool or on `preassigned` (>= 0): `make(target,
+  // &ret)` makes the call; a non-zero `ret` is the function's own TM_ERR_*.
+  class RuntimeTarget final : public CallTarget {
+   public:
+    RuntimeTarget(EnclaveImpl& e, int64_t tcs) : e_(e), tcs_(tcs) {}
+    Status call(uint32_t id, CallArgs& args) override { return e_.call_any(id, args, tcs_); }
+
+   private:
+    EnclaveImpl& e_;
+    int64_t tcs_;
+  };
+  template <typename Make>
+  Status runtime_call(const char* what, int64_t preassigned, Make make) {
+    RuntimeTarget target(*this, preassigned);
+    int ret = abi::kOk;
+    Status st = make(target, &ret);
+    if (st.ok() && ret != abi::kOk) st = status_from_call(ret, abi::CallFrame{}, 0);
+    return st.ok() ? st : st.with_context(what);
   }
 
   // `preassigned`: a TCS the caller already took from the pool (>= 0).
@@ -627,10 +653,11 @@ class EnclaveImpl final : public Enclave {
     std::string blob;
     blob.append(image_name_).push_back('\0');
     for (const auto& a : argv) blob.append(a).push_back('\0');
-    CallArgs args;
-    args.in(blob);
-    TM_RETURN_IF_ERROR(call_any(abi::kEcallRunMain, args));
-    return static_cast<int>(static_cast<int64_t>(args.scalar_value(0)));
+    int64_t code = 0;
+    TM_RETURN_IF_ERROR(runtime_call("running main()", -1, [&](CallTarget& t, int* ret) {
+      return tm_runtime_run_main(t, ret, blob.data(), blob.size(), &code);
+    }));
+    return static_cast<int>(code);
   }
 
   Status set_ocall(uint32_t id, OcallHandler handler) override {

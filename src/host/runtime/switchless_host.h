@@ -1,7 +1,7 @@
 // Switchless calls, host side (abi::SwitchlessQueue, docs/switchless.md):
 // host worker threads that serve the enclave's switchless OCALLs from a
 // queue in this process's memory, and the host threads that run enclave
-// workers (the kEcallSwitchlessWorker loop) for switchless ECALLs. Idle
+// workers (the tm_runtime_switchless_worker loop) for switchless ECALLs. Idle
 // workers spin for a while, then sleep until the next crossing nudges them.
 // Never serves a frame outside a scratch region this process handed out.
 #pragma once
@@ -41,7 +41,7 @@ class SwitchlessHost {
   SwitchlessHost(const SwitchlessHost&) = delete;
   SwitchlessHost& operator=(const SwitchlessHost&) = delete;
 
-  // Host addresses for kEcallSwitchlessSetup (0 when that direction has
+  // Host addresses for tm_runtime_switchless_setup (0 when that direction has
   // no workers).
   uint64_t ocall_queue_address() const;
   uint64_t ecall_queue_address() const;
