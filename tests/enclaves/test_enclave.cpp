@@ -458,11 +458,19 @@ int peek(tm_call* c) {
 }
 TM_ECALL(kEcallPeek, peek);
 
-int free_stash(tm_call*) {
+int free_stash(tm_call* c) {
   tm_mutex_lock(&g_stash_mutex);
   char* p = g_stash;
   tm_mutex_unlock(&g_stash_mutex);
-  free(p);  // aborts this call when p is another live process's memory
+  // scalars[0]: 0 free, 1 realloc to 1 MiB, 2 tm_shared_realloc to 1 MiB;
+  // each aborts this call when p is another live process's memory.
+  if (c->scalars[0] == 1) {
+    p = static_cast<char*>(realloc(p, 1 << 20));
+  } else if (c->scalars[0] == 2) {
+    p = static_cast<char*>(tm_shared_realloc(p, 1 << 20));
+  } else {
+    free(p);
+  }
   tm_mutex_lock(&g_stash_mutex);
   if (g_stash == p) g_stash = nullptr;
   tm_mutex_unlock(&g_stash_mutex);

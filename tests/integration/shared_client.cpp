@@ -42,6 +42,7 @@
 //   stash-hold KIND TEXT IMAGE  stash, print "stored", wait for SIGUSR1, then
 //                        peek and print as peek does
 //   free-stash IMAGE     free() the block the global points to; print "freed"
+//   realloc-stash process|shared IMAGE   the same with realloc / tm_shared_realloc to 1 MiB
 //   map-put K V IMAGE    put K=V into the enclave's global shared_map
 //   map-get K IMAGE      print V, or "app-error CODE" for an application error
 //   shared-api IMAGE     print 1 when the tm_shared_* edge cases hold
@@ -146,6 +147,15 @@ int foreign(const std::string& image) {
     if (ctx.out_rdi == host::kExitEncluFault) return -1;  // busy
     return ctx.out_rdi == abi::kExitReturn ? static_cast<int32_t>(ctx.out_rsi) : -2;
   };
+  // The sim applies a TCS block's permissions in an attached process when
+  // the block is first used (sim_deferred_blocks.cpp): host code reading the
+  // SSA page of a TCS this process never entered must still work, through
+  // the fault-and-retry path (a crash here fails the test).
+  {
+    const uint32_t other = e.tcs_address(e.tcs_count() - 1) == mine ? e.tcs_count() - 2 : e.tcs_count() - 1;
+    const volatile uint8_t* ssa = reinterpret_cast<const volatile uint8_t*>(e.tcs_address(other) + 4096);
+    (void)*ssa;
+  }
   int own_ok = 0, refused_untokened = 0, refused_foreign = 0, refused_control = 0, control_tries = 0;
   int refused_runtime = 0, runtime_tries = 0;
   for (uint32_t i = 0; i < e.tcs_count(); ++i) {
@@ -515,8 +525,9 @@ int main(int argc, char** argv) {
                 static_cast<unsigned long long>(a.scalar_value(1)), text.c_str());
     return 0;
   }
-  if (cmd == "free-stash") {
+  if (cmd == "free-stash" || (cmd == "realloc-stash" && argc == 4)) {
     CallArgs a;
+    if (cmd == "realloc-stash") a.scalar(0, std::string(argv[2]) == "shared" ? 2 : 1);
     Status st = (*e)->call(kEcallFreeStash, a);
     if (!st.ok()) return fail(st.message());
     std::printf("freed\n");

@@ -323,6 +323,8 @@ void* realloc(void* p, size_t n) {
     free(p);
     return nullptr;
   }
+  // Refused before anything is allocated, or the new block would leak.
+  teemate::trts::refuse_foreign_block(p, "realloc()");
   size_t old = usable_size_anywhere(p);
   if (n <= old) return p;
   // The new block is of the same kind (shared or per-process) as the old.

@@ -17,6 +17,7 @@
  * Nothing here calls the host. */
 #include <elf.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "runtime.h"
@@ -148,26 +149,36 @@ Heap& current_heap() {
   return global_heap();
 }
 
+void refuse_foreign_block(void* p, const char* who) {
+  ThreadData* td = td_or_null();
+  if (td && td->context && td->context->arena_mem && heap_owns(td->context->arena, p)) return;
+  // Per-process memory of another process is never freed or moved from
+  // here (review defect D4: process B freed a live block of A's, which A
+  // then saw reused): it is a bug of the program, refused like a double
+  // free, and the block goes back when its own process ends. The lookup
+  // holds the table lock so that the arena cannot be ended meanwhile.
+  tm_spin_lock(&g_table_lock);
+  for (ProcessContext& c : g_contexts) {
+    if (c.state != kFree && c.arena_mem && heap_owns(c.arena, p)) {
+      tm_spin_unlock(&g_table_lock);
+      char why[256];
+      snprintf(why, sizeof why,
+               "%s: the block is another process's per-process memory; only the process that allocated it "
+               "frees or reallocates it (keep data that processes share in tm_shared_malloc memory)",
+               who);
+      tm_abort(why);
+    }
+  }
+  tm_spin_unlock(&g_table_lock);
+}
+
 void free_anywhere(void* p) {
   ThreadData* td = td_or_null();
   if (td && td->context && td->context->arena_mem && heap_owns(td->context->arena, p)) {
     heap_free(td->context->arena, p);
     return;
   }
-  // Per-process memory of another process is never freed from here (review
-  // defect D4: process B freed a live block of A's, which A then saw
-  // reused): it is a bug of the program, refused like a double free, and the
-  // block goes back when its own process ends. The lookup holds the table
-  // lock so that the arena cannot be ended meanwhile.
-  tm_spin_lock(&g_table_lock);
-  for (ProcessContext& c : g_contexts) {
-    if (c.state != kFree && c.arena_mem && heap_owns(c.arena, p)) {
-      tm_spin_unlock(&g_table_lock);
-      tm_abort("free(): the block is another process's per-process memory; only the process that allocated it "
-               "frees it (keep data that processes share in tm_shared_malloc memory)");
-    }
-  }
-  tm_spin_unlock(&g_table_lock);
+  refuse_foreign_block(p, "free()");
   heap_free(global_heap(), p);
 }
 
@@ -508,6 +519,9 @@ void* tm_shared_realloc(void* p, size_t size) {
     free_anywhere(p);
     return nullptr;
   }
+  // Refused before anything is allocated (review defect: the new block
+  // leaked, for good, when the abort came at the free).
+  refuse_foreign_block(p, "tm_shared_realloc()");
   const size_t old = usable_size_anywhere(p);
   if (size <= old && tm_is_shared_memory(p)) return p;
   void* q = tm_shared_malloc(size);

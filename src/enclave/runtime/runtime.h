@@ -167,6 +167,10 @@ Heap& current_heap();
  * process's arena, another live process's (under the context table lock, so
  * that it cannot end meanwhile), or the global heap. */
 void free_anywhere(void* p);
+/* Aborts the calling ECALL when `p` lies in another live process's arena
+ * (free, realloc and tm_shared_realloc call it before they change
+ * anything); `who` names the caller in the message. */
+void refuse_foreign_block(void* p, const char* who);
 size_t usable_size_anywhere(void* p);
 int process_start(tm_call* call);
 int bind_tcs(tm_call* call);

@@ -40,14 +40,6 @@ void warn_once() {
   });
 }
 
-int prot_of(uint8_t perm) {
-  int p = PROT_NONE;
-  if (perm & sgx::kSecinfoR) p |= PROT_READ;
-  if (perm & sgx::kSecinfoW) p |= PROT_WRITE;
-  if (perm & sgx::kSecinfoX) p |= PROT_EXEC;
-  return p;
-}
-
 // Does thread `tid` of PID namespace `pidns` still run (exist and not a
 // zombie)? The namespace is found by its inode among the processes this
 // process may see; a thread that cannot be found counts as gone.
@@ -181,7 +173,7 @@ class SimEnclave final : public BackendEnclave {
     // The build view goes away; the enclave view gets SECINFO permissions.
     munmap(build_view_, state_.size);
     build_view_ = nullptr;
-    TM_RETURN_IF_ERROR(apply_permissions(perms_.data(), perms_.size()).with_context("EINIT"));
+    TM_RETURN_IF_ERROR(apply_permissions(perms_.data(), 0, perms_.size()).with_context("EINIT"));
     populate_added_pages();
     // The control memory: what every attached process must share.
     TM_RETURN_IF_ERROR(make_control());
@@ -299,25 +291,40 @@ class SimEnclave final : public BackendEnclave {
     state_.tcs = reinterpret_cast<SimTcs*>(reinterpret_cast<uint8_t*>(control_) + hd.tcs_offset);
     state_.tcs_count = hd.tcs_count;
     state_.page_perms = reinterpret_cast<uint8_t*>(control_) + hd.perms_offset;
-    TM_RETURN_IF_ERROR(apply_permissions(state_.page_perms, hd.size / sgx::kPageSize));
+    TM_RETURN_IF_ERROR(apply_attached_permissions(hd.size / sgx::kPageSize));
     if (!registry_add(&state_)) return resource_error("attach: more than 64 enclaves in one process");
     state_.initialized.store(true, std::memory_order_release);
     return {};
   }
 
  private:
-  Status apply_permissions(const uint8_t* perms, uint64_t pages) {
-    for (uint64_t i = 0; i < pages;) {
-      uint64_t j = i;
-      while (j < pages && perms[j] == perms[i]) ++j;
-      if (perms[i] != kNotAdded && perms[i] != 0) {
-        if (mprotect(reinterpret_cast<void*>(state_.base + i * sgx::kPageSize), (j - i) * sgx::kPageSize,
-                     prot_of(perms[i])) != 0) {
-          return io_error("applying page permissions", errno);
-        }
-      }
-      i = j;
-    }
+  Status apply_permissions(const uint8_t* perms, uint64_t first, uint64_t end) {
+    const int err = apply_page_permissions(state_.base, perms, first, end);
+    return err ? io_error("applying page permissions", err) : Status{};
+  }
+
+  // An attached process applies the permissions of everything but the TCS
+  // blocks now, and those of a block when it first enters its TCS or
+  // touches it (sim_deferred_blocks.cpp). Blocks are deferred only when
+  // the TCS lie at one stride, each block starting at its TCS.
+  Status apply_attached_permissions(uint64_t pages) {
+    const uint32_t n = state_.tcs_count;
+    const uint64_t start = n ? state_.tcs[0].tcs_addr : 0;
+    const uint64_t stride = n >= 2 ? state_.tcs[1].tcs_addr - start : 0;
+    bool uniform = n >= 2 && stride > 0 && stride % sgx::kPageSize == 0 && start >= state_.base &&
+                   (start - state_.base) % sgx::kPageSize == 0 && stride <= state_.size &&
+                   n <= (state_.size - (start - state_.base)) / stride;
+    for (uint32_t i = 0; uniform && i < n; ++i) uniform = state_.tcs[i].tcs_addr == start + i * stride;
+    if (!uniform) return apply_permissions(state_.page_perms, 0, pages);
+    const uint64_t first = (start - state_.base) / sgx::kPageSize;
+    const uint64_t end = first + n * (stride / sgx::kPageSize);
+    TM_RETURN_IF_ERROR(apply_permissions(state_.page_perms, 0, first));
+    TM_RETURN_IF_ERROR(apply_permissions(state_.page_perms, end, pages));
+    deferred_state_ = std::make_unique<std::atomic<uint8_t>[]>(n);
+    state_.deferred_state = deferred_state_.get();
+    state_.deferred_start = start;
+    state_.deferred_stride = stride;
+    state_.deferred_blocks = n;
     return {};
   }
 
@@ -419,6 +426,7 @@ class SimEnclave final : public BackendEnclave {
   int memfd_ = -1;
   uint8_t* build_view_ = nullptr;
   std::vector<uint8_t> perms_;
+  std::unique_ptr<std::atomic<uint8_t>[]> deferred_state_;  // attached: see apply_attached_permissions
   std::vector<PendingTcs> pending_tcs_;
   SimControlHeader* control_ = nullptr;
   size_t control_bytes_ = 0;

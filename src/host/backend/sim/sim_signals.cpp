@@ -182,6 +182,7 @@ const void* emulate_eenter(ucontext_t* uc) {
   SimTcs* t = registry_find_tcs(static_cast<uint64_t>(R(uc, REG_RBX)), &st);
   if (!t || !st->initialized.load(std::memory_order_acquire)) return enclu_fault(uc, sgx::kVecGP);
   if (!claim_tcs(t)) return enclu_fault(uc, sgx::kVecGP);  // busy, or leased elsewhere
+  apply_deferred_block(st, t->tcs_addr);
   if (t->cssa >= t->nssa) {
     t->busy.store(0, std::memory_order_release);
     return enclu_fault(uc, sgx::kVecGP);  // no free SSA frame
@@ -202,6 +203,7 @@ const void* emulate_eresume(ucontext_t* uc) {
   SimTcs* t = registry_find_tcs(static_cast<uint64_t>(R(uc, REG_RBX)), &st);
   if (!t || !st->initialized.load(std::memory_order_acquire)) return enclu_fault(uc, sgx::kVecGP);
   if (!claim_tcs(t)) return enclu_fault(uc, sgx::kVecGP);
+  apply_deferred_block(st, t->tcs_addr);
   if (t->cssa == 0) {
     t->busy.store(0, std::memory_order_release);
     return enclu_fault(uc, sgx::kVecGP);
@@ -235,6 +237,7 @@ EenterResult software_eenter(uint64_t tcs_addr, uint64_t ursp, uint64_t urbp, ui
   SimTcs* t = registry_find_tcs(tcs_addr, &st);
   if (!t || !st->initialized.load(std::memory_order_acquire)) return {nullptr, sgx::kVecGP};
   if (!claim_tcs(t)) return {nullptr, sgx::kVecGP};
+  apply_deferred_block(st, t->tcs_addr);
   if (t->cssa >= t->nssa) {
     t->busy.store(0, std::memory_order_release);
     return {nullptr, sgx::kVecGP};
@@ -529,9 +532,20 @@ extern "C" const void* teemate_sim_signal_handler(int sig, siginfo_t* info, void
     if (sig == SIGILL && page_has(st, rip, 3, sgx::kSecinfoX) && is_enclu(rip)) {
       return enclave_enclu(st, inside, uc);
     }
+    if (sig == SIGSEGV && info->si_code == SEGV_ACCERR &&
+        retry_after_deferred_block(st, reinterpret_cast<uint64_t>(info->si_addr), static_cast<uint64_t>(R(uc, REG_ERR)))) {
+      return &inside->enclave_fs;  // the block is mapped now: run the access again
+    }
     bool valid = false;
     uint32_t vector = vector_for(sig, info, &valid);
     return aex(st, inside, uc, vector, valid, reinterpret_cast<uint64_t>(info->si_addr));
+  }
+  // Host code (the emulator itself, or the runtime) touching a block this
+  // process has not used yet.
+  if (sig == SIGSEGV && info->si_code == SEGV_ACCERR) {
+    const uint64_t addr = reinterpret_cast<uint64_t>(info->si_addr);
+    SimEnclaveState* st = registry_find_addr(addr);
+    if (st && retry_after_deferred_block(st, addr, static_cast<uint64_t>(R(uc, REG_ERR)))) return nullptr;
   }
   if (sig == SIGILL && is_enclu(rip)) {
     const uint64_t leaf = static_cast<uint64_t>(R(uc, REG_RAX));

@@ -95,7 +95,27 @@ struct SimEnclaveState {
   uint32_t tcs_count = 0;
   const uint8_t* page_perms = nullptr;  // SECINFO R/W/X per page, 0x80 = not added
   SimControlHeader* control = nullptr;
+  // Attached processes only (sim_deferred_blocks.cpp): deferred_blocks TCS
+  // blocks of deferred_stride bytes from deferred_start, whose permissions
+  // are applied on first use; deferred_state[b]: 0 deferred, 1 being
+  // applied, 2 applied. Zero blocks: everything was applied at once.
+  uint64_t deferred_start = 0;
+  uint64_t deferred_stride = 0;
+  uint32_t deferred_blocks = 0;
+  std::atomic<uint8_t>* deferred_state = nullptr;
 };
+
+// Page permissions (sim_deferred_blocks.cpp), all async-signal-safe.
+// mprotect()s pages [first, end) of the enclave at `base` as `perms` says
+// (guards and pages never added stay PROT_NONE); 0 or the errno.
+int apply_page_permissions(uint64_t base, const uint8_t* perms, uint64_t first, uint64_t end);
+// Before host code touches the TCS block holding `addr` (EENTER, ERESUME):
+// applies its permissions if they were deferred.
+void apply_deferred_block(SimEnclaveState* st, uint64_t addr);
+// A SIGSEGV at `addr`: true when it hit a deferred block whose permissions
+// are now applied and allow the access (page-fault error code bits: 2
+// write, 16 instruction fetch), so the access is to be retried.
+bool retry_after_deferred_block(SimEnclaveState* st, uint64_t addr, uint64_t page_fault_error);
 
 // Registry of live enclaves in this process, for the signal handler.
 inline constexpr int kMaxEnclaves = 64;
