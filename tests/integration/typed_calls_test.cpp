@@ -402,6 +402,15 @@ TEST(EdlParser, ClearErrorsNameTheLineAndTheFault) {
       {"enclave { trusted { int f(int tm_in); }; };", "the name is reserved"},
       {"enclave { trusted { int memcpy(int x); }; };", "function name 'memcpy' is reserved"},
       {"enclave { trusted { int main(void); }; };", "function name 'main' is reserved"},
+      // Type and macro names of the headers the generated code includes, and
+      // GNU predefined macros (review defect: they made code that did not compile).
+      {"enclave { trusted { int f(size_t size_t); }; };", "parameter 'size_t': the name is reserved"},
+      {"enclave { trusted { int f(int linux); }; };", "parameter 'linux': the name is reserved"},
+      {"enclave { trusted { int f(int SIZE_MAX); }; };", "parameter 'SIZE_MAX': the name is reserved"},
+      {"enclave { trusted { int f(int EOF); }; };", "parameter 'EOF': the name is reserved"},
+      {"enclave { trusted { int int64_t(void); }; };", "function name 'int64_t' is reserved"},
+      {"enclave { trusted { int offsetof(void); }; };", "function name 'offsetof' is reserved"},
+      {"enclave { trusted { int _Hidden(void); }; };", "function name '_Hidden' is reserved"},
       {"enclave { trusted { int f(void) }; };", "expected ';'"},
       {"enclave { untrusted { public int f(void); }; };", "'public' applies to trusted"},
       {"enclave { /* never closed", "unterminated /* comment"},

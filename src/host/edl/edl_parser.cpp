@@ -16,6 +16,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <set>
 #include <span>
@@ -133,9 +134,24 @@ bool is_reserved(const std::string& n) {
       "_Static_assert", "_Thread_local",
       // what generated code names or calls, and the program entry
       "main", "memcpy", "memset", "strlen", "strnlen", "malloc", "free", "teemate", "std", "NULL",
+      // type and macro names of the headers it includes (review defect: a
+      // parameter named size_t or linux made code that did not compile),
+      // and the GNU dialects' predefined macros
+      "offsetof", "va_list", "va_start", "va_arg", "va_end", "va_copy", "FILE", "EOF", "BUFSIZ", "EXIT_SUCCESS",
+      "EXIT_FAILURE", "RAND_MAX", "MB_CUR_MAX", "errno", "assert", "typeof", "linux", "unix", "i386",
   };
-  return kReserved.count(n) || n.rfind("tm_", 0) == 0 || n.rfind("TM_", 0) == 0 || n.rfind("teemate_", 0) == 0 ||
-         n.rfind("__", 0) == 0;
+  // POSIX reserves the _t suffix for types; C reserves _ plus a capital.
+  const bool type_like = n.size() > 2 && n.compare(n.size() - 2, 2, "_t") == 0;
+  const bool c_reserved = n.size() > 1 && n[0] == '_' && n[1] >= 'A' && n[1] <= 'Z';
+  // The limit macros of <stdint.h> and <limits.h>: INT_MAX, SIZE_MAX, UINT64_C...
+  bool limit_macro = false;
+  for (const char* suffix : {"_MAX", "_MIN", "_C", "_WIDTH"}) {
+    const size_t k = std::strlen(suffix);
+    const bool upper = std::all_of(n.begin(), n.end(), [](char c) { return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'; });
+    if (upper && n.size() > k && n.compare(n.size() - k, k, suffix) == 0) limit_macro = true;
+  }
+  return kReserved.count(n) || type_like || c_reserved || limit_macro || n.rfind("tm_", 0) == 0 ||
+         n.rfind("TM_", 0) == 0 || n.rfind("teemate_", 0) == 0 || n.rfind("__", 0) == 0;
 }
 
 class Parser {
