@@ -292,13 +292,38 @@ Result<std::optional<SavedState>> load_state(const std::string& path) {
   // else the journal's last complete line.
   json j = json::parse(*text, nullptr, false);
   if (j.is_discarded()) {
-    std::string_view t = *text;
-    if (!t.empty() && t.back() != '\n') t = t.substr(0, t.rfind('\n') + 1);  // a torn last append
-    if (!t.empty()) t.remove_suffix(1);
-    const size_t start = t.rfind('\n');
-    const std::string_view last = start == std::string_view::npos ? t : t.substr(start + 1);
-    if (last.empty()) return std::optional<SavedState>();  // only a torn first write
-    j = json::parse(last, nullptr, false);
+    // The last line that holds a state. Skipped: a torn last append (no
+    // newline yet), blank lines, "\r" before a newline, and lines of zero
+    // bytes, which a crash can leave where an append's blocks were
+    // allocated but never written (review defect: a valid state followed
+    // by such a line was set aside whole). A complete line that is not a
+    // state is damage, never replaced by an older line.
+    const std::string_view t = *text;
+    const bool torn_tail = !t.empty() && t.back() != '\n';
+    std::vector<std::string_view> lines;  // after a final newline: one empty line
+    for (size_t pos = 0;;) {
+      const size_t nl = t.find('\n', pos);
+      if (nl == std::string_view::npos) {
+        lines.push_back(t.substr(pos));
+        break;
+      }
+      lines.push_back(t.substr(pos, nl - pos));
+      pos = nl + 1;
+    }
+    for (size_t i = lines.size(); i-- > 0 && j.is_discarded();) {
+      std::string_view line = lines[i];
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      if (line.find_first_not_of(std::string_view(" \t\r\0", 4)) == std::string_view::npos) continue;
+      j = json::parse(line, nullptr, false);
+      const bool torn = torn_tail && i + 1 == lines.size();
+      if (j.is_discarded() && !torn) return corrupt(path + ": its last complete line is not a JSON object");
+    }
+    if (j.is_discarded()) {
+      // Nothing but a torn first write is no state; zero bytes alone are a
+      // write that never reached the disk: damage, set aside and said.
+      if (t.find('\0') != std::string_view::npos) return corrupt(path + ": holds only zero bytes, no state line");
+      return std::optional<SavedState>();
+    }
   }
   if (j.is_discarded() || !j.is_object()) return corrupt(path + ": not a JSON object");
   TM_ASSIGN_OR_RETURN(SavedState s, from_json(j, path));

@@ -67,6 +67,39 @@ TEST_F(StateJournalTest, ATornLastAppendIsSkipped) {
   EXPECT_EQ((*s)->next_id, 7u);
 }
 
+// Review defect: zero bytes after a valid line (blocks an append allocated
+// but never wrote before a crash) made the daemon set the whole file aside;
+// a line ending in \r\n was not read.
+TEST_F(StateJournalTest, ZeroFilledAndCrlfTailsKeepTheLastState) {
+  StateJournal j(path_);
+  ASSERT_TRUE(j.append(state_with(6)).ok());
+  std::ofstream(path_, std::ios::app) << std::string(4000, '\0') << "\n";
+  auto s = load_state(path_);
+  ASSERT_TRUE(s.ok()) << s.status().to_string();
+  ASSERT_TRUE(s->has_value());
+  EXPECT_EQ((*s)->next_id, 6u);
+  std::ofstream(path_, std::ios::app) << std::string(100, '\0');  // and without a newline
+  s = load_state(path_);
+  ASSERT_TRUE(s.ok() && s->has_value()) << s.status().to_string();
+  EXPECT_EQ((*s)->next_id, 6u);
+
+  std::string line = text().substr(0, text().find('\n'));
+  write_text(line + "\r\n" + line + "\r\n");
+  s = load_state(path_);
+  ASSERT_TRUE(s.ok() && s->has_value()) << s.status().to_string();
+  EXPECT_EQ((*s)->next_id, 6u);
+}
+
+// Zero bytes alone are a write that never reached the disk: damage, refused
+// (and so set aside and logged by the daemon), never silently no state.
+TEST_F(StateJournalTest, AFileOfZeroBytesIsDamage) {
+  write_text(std::string(512, '\0'));
+  auto s = load_state(path_);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), Code::kCorrupt);
+  EXPECT_NE(s.status().message().find("zero bytes"), std::string::npos) << s.status().to_string();
+}
+
 TEST_F(StateJournalTest, OnlyATornFirstWriteIsNoState) {
   write_text("{\"next_id\": 3, \"ne");
   auto s = load_state(path_);
