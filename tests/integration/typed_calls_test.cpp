@@ -411,6 +411,10 @@ TEST(EdlParser, ClearErrorsNameTheLineAndTheFault) {
       {"enclave { trusted { int int64_t(void); }; };", "function name 'int64_t' is reserved"},
       {"enclave { trusted { int offsetof(void); }; };", "function name 'offsetof' is reserved"},
       {"enclave { trusted { int _Hidden(void); }; };", "function name '_Hidden' is reserved"},
+      // Diagnostics that name the real problem (review).
+      {"enclave { trusted { long double f(void); }; };", "unsupported return type"},
+      {"enclave { untrusted { void f(void) transition_using_threads transition_using_threads; }; };",
+       "transition_using_threads is given twice"},
       {"enclave { trusted { int f(void) }; };", "expected ';'"},
       {"enclave { untrusted { public int f(void); }; };", "'public' applies to trusted"},
       {"enclave { /* never closed", "unterminated /* comment"},

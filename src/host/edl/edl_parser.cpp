@@ -274,6 +274,14 @@ class Parser {
     f.ret = ret.first;
     const Token& name = peek();
     if (name.kind != Token::kIdent) return err(name, "expected a function name, found '" + name.text + "'");
+    // A type keyword where the name goes is a return type this generator
+    // does not know ("long double"), not a badly chosen name.
+    for (const char* word : {"double", "float", "int", "long", "short", "char", "signed", "unsigned"}) {
+      if (name.text == word) {
+        return err(name, "unsupported return type (\"" + name.text + "\" after the type; the supported scalar types are "
+                         "listed in docs/typed-calls.md)");
+      }
+    }
     f.name = next().text;
     if (reserved(f.name)) {
       return err(name, "function name '" + f.name +
@@ -300,6 +308,9 @@ class Parser {
       f.switchless = true;
     }
     if (!is(";") && peek().kind == Token::kIdent) {
+      if (f.switchless && peek().text == "transition_using_threads") {
+        return err(peek(), f.name + ": transition_using_threads is given twice");
+      }
       return err(peek(), f.name + ": unknown function attribute '" + peek().text +
                              "' (the one accepted after the parameters is transition_using_threads)");
     }
